@@ -1,0 +1,336 @@
+"""The Python API: everything the CLI does is a call here first.
+
+>>> result = tradeloom.backtest("deploy.toml", overrides=["strategy.params.fast=20"])
+>>> result.metrics.sharpe, result.trades.head()
+>>> result.report("out.html")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from tradeloom.components import Kind, Mode
+from tradeloom.data import DataSource, MarketData
+from tradeloom.engine.backtest import BacktestEngine, EngineOutput
+from tradeloom.engine.result import (
+    EQUITY_COLUMNS,
+    FILL_COLUMNS,
+    ORDER_COLUMNS,
+    TRADE_COLUMNS,
+    BacktestResult,
+)
+from tradeloom.errors import ConfigError, DataError, TradeloomError
+from tradeloom.execution import SimulatedBroker
+from tradeloom.portfolio import Trade
+from tradeloom.risk import RiskGate, RiskRule
+from tradeloom.strategy import Strategy
+
+if TYPE_CHECKING:
+    from tradeloom.config import ResolvedDeployment
+    from tradeloom.plugins import PluginHost
+
+
+def backtest(
+    *paths: str | Path,
+    overrides: Sequence[str] = (),
+    host: PluginHost | None = None,
+    env: Mapping[str, str] | None = None,
+) -> BacktestResult:
+    """Load the deployment config(s) at ``paths`` (merged in order), apply ``overrides``
+    (``"strategy.params.fast=20"``) and run it as a backtest."""
+    from tradeloom.config import load_deployment
+    from tradeloom.plugins import PluginHost
+
+    host = host or PluginHost()
+    resolved = load_deployment(list(paths), overrides, host=host, env=env)
+    return run_deployment(resolved, host)
+
+
+def run_deployment(resolved: ResolvedDeployment, host: PluginHost | None = None) -> BacktestResult:
+    """Assemble the pipeline a resolved deployment describes and run it as a backtest."""
+    if resolved.mode != Mode.BACKTEST.value:
+        raise ConfigError(
+            f"this command runs backtests; the deployment says mode = {resolved.mode!r} "
+            f"(paper and live sessions arrive with `tradeloom run`)",
+            path="mode",
+        )
+    data_source = resolved.data.build()
+    strategies = [(c.id or c.spec.name, c.build()) for c in resolved.strategies]
+    rules = []
+    for rc in resolved.risk:
+        rule = rc.build()
+        rule.name = rc.spec.name
+        rules.append(rule)
+    broker = resolved.broker.build()
+    if not isinstance(broker, SimulatedBroker):
+        raise ConfigError(
+            f"broker {resolved.broker.spec.name!r} cannot run backtests; use type = \"simulated\"",
+            path="broker.type",
+        )
+    run = resolved.run
+    config = resolved.to_dict(mask_secrets=True)
+    provenance = _provenance(resolved, [s for _, s in strategies])
+    provenance["config_hash"] = resolved.config_hash()
+    return run_backtest(
+        data_source,
+        strategies,
+        broker=broker,
+        risk=rules,
+        initial_cash=run.initial_cash,
+        currency=run.currency,
+        start=run.start,
+        end=run.end,
+        benchmark=run.benchmark,
+        config=config,
+        provenance=provenance,
+        host=host,
+        title=", ".join(f"{sid} ({c.spec.name})" for (sid, _), c in zip(strategies, resolved.strategies, strict=True)),
+    )
+
+
+def run_backtest(
+    data: MarketData | DataSource,
+    strategies: Strategy | Sequence[tuple[str, Strategy]],
+    *,
+    broker: SimulatedBroker | None = None,
+    risk: Sequence[RiskRule] = (),
+    initial_cash: float = 100_000.0,
+    currency: str = "USD",
+    start: pd.Timestamp | str | None = None,
+    end: pd.Timestamp | str | None = None,
+    benchmark: str | None = None,
+    config: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+    host: PluginHost | None = None,
+    title: str | None = None,
+) -> BacktestResult:
+    """Run a backtest with component objects directly (no config file).
+
+    ``strategies`` is one strategy or a list of ``(strategy_id, strategy)`` pairs.
+    """
+    start_ts = _utc(start)
+    end_ts = _utc(end)
+    if start_ts is not None and end_ts is not None and end_ts < start_ts:
+        raise ConfigError(f"end {end_ts} is before start {start_ts}", path="run.end")
+    if isinstance(data, DataSource):
+        try:
+            market = data.load(start_ts, end_ts)
+        except DataError as exc:
+            raise DataError(f"data ({type(data).__name__}): {exc}") from exc
+    else:
+        market = data.slice(start_ts, end_ts)
+    if not market.frames:
+        raise DataError(
+            f"no bars between {start_ts or 'the start'} and {end_ts or 'the end'} of the data; "
+            "check run.start / run.end"
+        )
+    if isinstance(strategies, Strategy):
+        strategies = [(_default_id(strategies), strategies)]
+    for sid, strat in strategies:
+        if len(market.symbols) > 1 and not strat.capabilities.multi_symbol:
+            raise ConfigError(
+                f"strategy {sid!r} trades one symbol, but the data has {len(market.symbols)}: "
+                f"{', '.join(market.symbols)}; select one with data.params.symbols",
+                path="data.params.symbols",
+            )
+    if benchmark is not None and benchmark not in market.frames:
+        raise ConfigError(
+            f"benchmark {benchmark!r} is not in the data; available: {', '.join(market.symbols)}",
+            path="run.benchmark",
+        )
+    broker = broker or SimulatedBroker()
+    run_id = uuid.uuid4().hex[:12]
+    if host is not None:
+        host.hook.tradeloom_run_start(run_id=run_id, mode="backtest", config=config or {})
+    try:
+        engine = BacktestEngine(
+            market, strategies, broker, RiskGate(risk), initial_cash=initial_cash, currency=currency
+        )
+        output = engine.run()
+        result = _result(
+            run_id, output, broker, market, initial_cash, currency, benchmark, config,
+            title or ", ".join(sid for sid, _ in strategies), provenance or {},
+        )  # fmt: skip
+    except TradeloomError as exc:
+        if host is not None:
+            host.hook.tradeloom_run_finish(
+                run_id=run_id, mode="backtest", summary={"status": "failed", "error": str(exc)}
+            )
+        raise
+    if host is not None:
+        host.hook.tradeloom_run_finish(
+            run_id=run_id,
+            mode="backtest",
+            summary={"status": "completed", "error": None, "metrics": result.metrics.model_dump()},
+        )
+    return result
+
+
+def _result(
+    run_id: str,
+    out: EngineOutput,
+    broker: SimulatedBroker,
+    market: MarketData,
+    initial_cash: float,
+    currency: str,
+    benchmark: str | None,
+    config: dict[str, Any] | None,
+    title: str,
+    provenance: dict[str, Any],
+) -> BacktestResult:
+    from tradeloom.report.metrics import compute_metrics
+
+    index = pd.DatetimeIndex(pd.to_datetime(out.ts, utc=True), name="ts")
+    equity = pd.DataFrame(
+        {
+            "cash": out.cash,
+            "position_value": out.position_value,
+            "equity": out.equity,
+            "gross_exposure": out.gross_exposure,
+        },
+        index=index,
+    )[EQUITY_COLUMNS]
+    trades = _trades_frame(broker.ledger.trades)
+    orders = pd.DataFrame(
+        [
+            {
+                "client_order_id": o.client_order_id,
+                "strategy_id": o.strategy_id,
+                "symbol": o.symbol,
+                "side": o.side.value,
+                "type": o.type.value,
+                "quantity": o.quantity,
+                "limit_price": o.limit_price,
+                "stop_price": o.stop_price,
+                "tif": o.tif.value,
+                "status": o.status.value,
+                "filled_quantity": o.filled_quantity,
+                "avg_fill_price": o.avg_fill_price if o.filled_quantity else None,
+                "created_time": _ts(o.created_ts),
+                "updated_time": _ts(o.updated_ts),
+                "reason": o.reason,
+            }
+            for o in out.orders
+        ],
+        columns=ORDER_COLUMNS,
+    )
+    fills = pd.DataFrame(
+        [
+            {
+                "fill_id": f.fill_id,
+                "client_order_id": f.client_order_id,
+                "strategy_id": f.strategy_id,
+                "symbol": f.symbol,
+                "side": f.side.value,
+                "quantity": f.quantity,
+                "price": f.price,
+                "fee": f.fee,
+                "time": _ts(f.ts),
+            }
+            for f in out.fills
+        ],
+        columns=FILL_COLUMNS,
+    )
+    bench = None
+    if benchmark is not None:
+        bench = market.frames[benchmark]["close"].reindex(index).ffill().rename(benchmark)
+    metrics = compute_metrics(
+        equity, trades, fills, initial_cash=initial_cash, benchmark=bench
+    )
+    provenance = {
+        "framework_version": _version("tradeloom"),
+        "data_fingerprint": market.fingerprint(),
+        **provenance,
+    }
+    return BacktestResult(
+        run_id=run_id,
+        equity=equity,
+        trades=trades,
+        orders=orders,
+        fills=fills,
+        metrics=metrics,
+        initial_cash=initial_cash,
+        currency=currency,
+        conventions=broker.conventions(),
+        config=config or {},
+        title=title,
+        benchmark=bench,
+        benchmark_symbol=benchmark,
+        data_fingerprint=provenance["data_fingerprint"],
+        provenance=provenance,
+    )
+
+
+def _trades_frame(trades: list[Trade]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "symbol": t.symbol,
+                "side": t.side,
+                "quantity": t.quantity,
+                "entry_time": _ts(t.entry_ts),
+                "entry_price": t.entry_price,
+                "exit_time": _ts(t.exit_ts),
+                "exit_price": t.exit_price,
+                "pnl": t.pnl,
+                "fees": t.fees,
+                "return_pct": t.return_pct,
+                "bars_held": t.bars_held,
+                "strategy_id": t.strategy_id,
+            }
+            for t in trades
+        ],
+        columns=TRADE_COLUMNS,
+    )
+
+
+def _ts(ns: int) -> pd.Timestamp:
+    return pd.Timestamp(ns, tz="UTC")
+
+
+def _utc(value: pd.Timestamp | str | None) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _default_id(strategy: Strategy) -> str:
+    return type(strategy).__name__.lower()
+
+
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _provenance(resolved: ResolvedDeployment, strategies: list[Strategy]) -> dict[str, Any]:
+    components = [resolved.data, *resolved.strategies, *resolved.risk, resolved.broker]
+    plugins = sorted({(c.spec.distribution, c.spec.version) for c in components})
+    code = {}
+    for strat in strategies:
+        cls = type(strat)
+        try:
+            source = inspect.getsource(inspect.getmodule(cls))  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            source = ""
+        code[f"{cls.__module__}.{cls.__qualname__}"] = hashlib.sha256(source.encode()).hexdigest()
+    return {
+        "plugins": [f"{d} {v}" for d, v in plugins],
+        "strategy_code_sha256": code,
+        "components": {c.path: f"{c.spec.kind.value}:{c.spec.name}" for c in components},
+    }
+
+
+__all__ = ["Kind", "backtest", "run_backtest", "run_deployment"]

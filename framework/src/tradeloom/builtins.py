@@ -1,0 +1,31 @@
+"""The kernel's own components, registered through the same hooks as any plugin."""
+
+from __future__ import annotations
+
+from tradeloom.hookspecs import Register, hookimpl
+
+
+@hookimpl
+def tradeloom_register_data_sources(register: Register) -> None:
+    from tradeloom.data.datasets import DatasetSource
+    from tradeloom.data.files import CsvSource, ParquetSource
+
+    register("csv", CsvSource)
+    register("parquet", ParquetSource)
+    register("dataset", DatasetSource)
+
+
+@hookimpl
+def tradeloom_register_brokers(register: Register) -> None:
+    from tradeloom.execution import SimulatedBroker
+
+    register("simulated", SimulatedBroker)
+
+
+@hookimpl
+def tradeloom_register_risk_rules(register: Register) -> None:
+    from tradeloom.risk.rules import MaxOrderNotional, MaxOrderQuantity, MaxPosition
+
+    register("max-order-quantity", MaxOrderQuantity)
+    register("max-order-notional", MaxOrderNotional)
+    register("max-position", MaxPosition)

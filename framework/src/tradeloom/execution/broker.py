@@ -1,0 +1,46 @@
+"""The broker contract shared by the simulated broker and real venues."""
+
+from __future__ import annotations
+
+from tradeloom.components import Capabilities, Component, Mode
+from tradeloom.model import AccountSnapshot, Fill, Order, OrderUpdate, Position
+
+BrokerEvent = OrderUpdate | Fill
+
+
+class Broker(Component):
+    """Executes orders and keeps the account.
+
+    Semantics every broker honours (in backtest exactly as live): :meth:`submit` never blocks
+    and never returns a fill; acceptance, rejection, fills and expiries are queued as events and
+    collected with :meth:`drain`. Orders are identified by their client order id.
+    """
+
+    capabilities = Capabilities(modes=frozenset({Mode.BACKTEST}))
+
+    def start(self, *, initial_cash: float, currency: str, symbols: list[str]) -> None:
+        """Prepare the account before the first bar."""
+
+    def submit(self, order: Order) -> None:
+        """Send a PENDING order; its acceptance or rejection arrives as an event."""
+        raise NotImplementedError
+
+    def cancel(self, client_order_id: str, reason: str = "canceled by strategy") -> None:
+        """Ask to cancel a working order; the cancellation arrives as an event."""
+        raise NotImplementedError
+
+    def get_order(self, client_order_id: str) -> Order | None:
+        raise NotImplementedError
+
+    def open_orders(self) -> list[Order]:
+        raise NotImplementedError
+
+    def positions(self) -> dict[str, Position]:
+        raise NotImplementedError
+
+    def account(self) -> AccountSnapshot:
+        raise NotImplementedError
+
+    def drain(self) -> list[BrokerEvent]:
+        """Events since the previous call, in the order they happened."""
+        raise NotImplementedError

@@ -1,0 +1,299 @@
+"""The simulated broker: order matching on bars, fees, slippage and a cash account.
+
+Fill conventions (printed in every report through :meth:`SimulatedBroker.conventions`):
+
+* An order sent while the strategy handles bar *t* is accepted at once and can first fill on
+  bar *t+1* of its symbol. Market orders fill at that bar's **open** (``fill_at = "next_open"``,
+  the default). ``fill_at = "close"`` fills market orders at the close of the bar on which they
+  were sent — optimistic, since the strategy decided after seeing that close; explicit opt-in.
+* Limit orders fill when a later bar trades through the limit: at the limit price, or at the
+  open when the bar opens beyond it (a gap in the trader's favour fills at the better open).
+* Stop orders trigger when a later bar touches the stop and fill at the stop price, or at the
+  open when the bar gaps through the stop (a gap against the trader fills at the worse open,
+  never at the stop price).
+* Stop-limit orders become limit orders when the stop is touched; on the triggering bar they
+  fill only at the trigger price if that is within the limit (we cannot know the path after
+  the trigger inside one bar, so the conservative outcome is assumed); otherwise they work as
+  limit orders from the next bar.
+* Slippage (basis points, against the trader) applies to market and stop fills, never to limit
+  fills. Fees follow the configured model.
+* Cash account: a buy is rejected at submission when its estimated cost (reference price plus
+  slippage and fees) exceeds cash not already reserved by working buy orders; if a gap makes a
+  market or stop buy unaffordable at the fill, the order is canceled with the reason. Short
+  sales credit the proceeds to cash; no margin requirement is modelled yet.
+* DAY orders expire after the last bar of the (UTC) calendar day on which they could first fill.
+* Fills are complete (no partial fills; volume is not a constraint yet).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Literal
+
+from pydantic import Field
+
+from tradeloom.components import Capabilities, Mode, Params
+from tradeloom.execution.broker import Broker, BrokerEvent
+from tradeloom.execution.costs import FeeModel, NoFees, slipped
+from tradeloom.model import (
+    AccountSnapshot,
+    Bar,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    Position,
+    Side,
+    TimeInForce,
+)
+from tradeloom.portfolio import Ledger
+
+NS_PER_DAY = 86_400_000_000_000
+
+
+class SimulatedBroker(Broker):
+    """Simulated execution against bar data, with fees, slippage and a cash account."""
+
+    class Params(Params):
+        fill_at: Literal["next_open", "close"] = "next_open"
+        """When market orders fill: the next bar's open (default, realistic) or the close of
+        the bar the order was sent on (optimistic; flagged in the report)."""
+        fees: FeeModel = Field(default_factory=NoFees)
+        """Commission model: ``{model = "none"}``, ``{model = "percent", rate = 0.001}`` or
+        ``{model = "per_unit", per_unit = 0.005, minimum = 1.0}``."""
+        slippage_bps: float = Field(default=0.0, ge=0, le=1000)
+        """Slippage against the trader on market and stop fills, in basis points."""
+        allow_short: bool = True
+        """Allow sells that take a position below zero."""
+
+    capabilities = Capabilities(modes=frozenset({Mode.BACKTEST}), short_selling=True)
+
+    def start(self, *, initial_cash: float, currency: str, symbols: list[str]) -> None:
+        self.ledger = Ledger(initial_cash, currency)
+        self.symbols = frozenset(symbols)
+        self.orders: dict[str, Order] = {}
+        self._working: dict[str, list[str]] = {s: [] for s in symbols}
+        self._active_day: dict[str, int] = {}
+        self._events: list[BrokerEvent] = []
+        self._fill_seq = 0
+        self._bar_index: dict[str, int] = dict.fromkeys(symbols, -1)
+        self._now = 0
+
+    # --- the contract ---------------------------------------------------------------------------
+    def submit(self, order: Order) -> None:
+        ts = self._now
+        reason = self._refusal(order)
+        if reason:
+            self._record(order.transition(OrderStatus.REJECTED, ts, reason), order.status)
+            return
+        self._record(order.transition(OrderStatus.ACCEPTED, ts), order.status)
+        self._working[order.symbol].append(order.client_order_id)
+
+    def cancel(self, client_order_id: str, reason: str = "canceled by strategy") -> None:
+        order = self.orders.get(client_order_id)
+        if order is None or not order.status.is_working:
+            return
+        self._close(order, OrderStatus.CANCELED, reason)
+
+    def get_order(self, client_order_id: str) -> Order | None:
+        return self.orders.get(client_order_id)
+
+    def open_orders(self) -> list[Order]:
+        return [self.orders[c] for ids in self._working.values() for c in ids]
+
+    def positions(self) -> dict[str, Position]:
+        return self.ledger.positions()
+
+    def account(self) -> AccountSnapshot:
+        ledger = self.ledger
+        value = ledger.position_value()
+        return AccountSnapshot(
+            ledger.currency, ledger.cash, ledger.cash + value, value, ledger.gross_exposure()
+        )
+
+    def drain(self) -> list[BrokerEvent]:
+        events, self._events = self._events, []
+        return events
+
+    # --- driven by the engine -------------------------------------------------------------------
+    def set_time(self, ts: int) -> None:
+        self._now = ts
+
+    def on_bar(self, bar: Bar) -> None:
+        """Match working orders of ``bar.symbol`` against the new bar, then mark to its close."""
+        self._now = bar.ts
+        self._bar_index[bar.symbol] += 1
+        working = self._working[bar.symbol]
+        if working:
+            for coid in list(working):
+                order = self.orders[coid]
+                if order.tif is TimeInForce.DAY and self._expired(coid, bar.ts):
+                    self._close(order, OrderStatus.EXPIRED, "DAY order expired at end of day")
+                    continue
+                self._match(order, bar)
+        self.ledger.last_price[bar.symbol] = bar.close
+
+    def on_close(self, bar: Bar) -> None:
+        """With ``fill_at = "close"``: fill market orders sent on ``bar`` at its close."""
+        if self.params.fill_at != "close":
+            return
+        for coid in list(self._working[bar.symbol]):
+            order = self.orders[coid]
+            if order.type is OrderType.MARKET:
+                price = slipped(bar.close, order.side, self.params.slippage_bps)
+                self._fill(order, price, bar.ts)
+
+    def cancel_all(self, reason: str) -> None:
+        for order in self.open_orders():
+            self._close(order, OrderStatus.CANCELED, reason)
+
+    def conventions(self) -> list[str]:
+        p = self.params
+        if p.fill_at == "next_open":
+            timing = "Market orders fill at the next bar's open (no look-ahead)."
+        else:
+            timing = (
+                "OPTIMISTIC: market orders fill at the close of the bar on which the strategy "
+                "decided (fill_at = close)."
+            )
+        return [
+            timing,
+            "Limit orders fill at the limit price, or at the open when a bar opens beyond it.",
+            "Stop orders fill at the stop price, or at the open when a bar gaps through the stop.",
+            "Stop-limit orders triggered inside a bar fill only at the trigger price, if within "
+            "the limit (conservative).",
+            p.fees.describe(),
+            f"Slippage: {p.slippage_bps:g} bps against the trader on market and stop fills.",
+            "Cash account: buys that the account cannot pay for are rejected; short sales "
+            + ("allowed (no margin modelled)." if p.allow_short else "not allowed."),
+            "Fills are complete; bar volume does not limit them.",
+            "DAY orders expire at the end of the UTC calendar day on which they could first fill.",
+        ]
+
+    # --- internals ------------------------------------------------------------------------------
+    def _refusal(self, order: Order) -> str:
+        if order.client_order_id in self.orders:
+            return f"duplicate client order id {order.client_order_id!r}"
+        if order.symbol not in self.symbols:
+            return f"unknown symbol {order.symbol!r}; this run trades {', '.join(sorted(self.symbols))}"
+        ref = self.ledger.last_price.get(order.symbol)
+        if ref is None:
+            return f"no price yet for {order.symbol}"
+        if order.side is Side.SELL:
+            if not self.params.allow_short:
+                working_sells = sum(
+                    self.orders[c].remaining
+                    for c in self._working[order.symbol]
+                    if self.orders[c].side is Side.SELL
+                )
+                held = self.ledger.quantity(order.symbol)
+                if order.quantity + working_sells > held + 1e-9:
+                    return (
+                        f"short selling is disabled: selling {order.quantity:g} {order.symbol} "
+                        f"with {held:g} held and {working_sells:g} already being sold"
+                    )
+            return ""
+        cost = self._estimated_cost(order, ref)
+        available = self.ledger.cash - self._reserved_cash()
+        if cost > available + 1e-9:
+            return f"insufficient cash: order needs {cost:,.2f}, available {available:,.2f}"
+        return ""
+
+    def _estimated_cost(self, order: Order, ref: float) -> float:
+        if order.type is OrderType.LIMIT:
+            price = order.limit_price
+        elif order.type is OrderType.STOP:
+            price = slipped(max(order.stop_price, ref), Side.BUY, self.params.slippage_bps)
+        elif order.type is OrderType.STOP_LIMIT:
+            price = order.limit_price
+        else:
+            price = slipped(ref, Side.BUY, self.params.slippage_bps)
+        qty = order.remaining
+        return qty * price + self.params.fees.fee(qty, price)
+
+    def _reserved_cash(self) -> float:
+        reserved = 0.0
+        for ids in self._working.values():
+            for coid in ids:
+                order = self.orders[coid]
+                if order.side is Side.BUY:
+                    ref = self.ledger.last_price.get(order.symbol, 0.0)
+                    reserved += self._estimated_cost(order, ref)
+        return reserved
+
+    def _expired(self, coid: str, ts: int) -> bool:
+        day = ts // NS_PER_DAY
+        first = self._active_day.setdefault(coid, day)
+        return day != first
+
+    def _match(self, order: Order, bar: Bar) -> None:
+        buy = order.side is Side.BUY
+        bps = self.params.slippage_bps
+        kind = order.type
+        if kind is OrderType.MARKET:
+            if self.params.fill_at == "next_open":
+                self._fill(order, slipped(bar.open, order.side, bps), bar.ts)
+            return
+        if kind is OrderType.STOP or (kind is OrderType.STOP_LIMIT and not order.triggered):
+            stop = order.stop_price
+            if buy:
+                hit = bar.open if bar.open >= stop else (stop if bar.high >= stop else None)
+            else:
+                hit = bar.open if bar.open <= stop else (stop if bar.low <= stop else None)
+            if hit is None:
+                return
+            if kind is OrderType.STOP:
+                self._fill(order, slipped(hit, order.side, bps), bar.ts)
+                return
+            limit = order.limit_price
+            if (buy and hit <= limit) or (not buy and hit >= limit):
+                self._fill(order, hit, bar.ts)
+            else:
+                self.orders[order.client_order_id] = replace(order, triggered=True)
+            return
+        limit = order.limit_price
+        if buy:
+            price = bar.open if bar.open <= limit else (limit if bar.low <= limit else None)
+        else:
+            price = bar.open if bar.open >= limit else (limit if bar.high >= limit else None)
+        if price is not None:
+            self._fill(order, price, bar.ts)
+
+    def _fill(self, order: Order, price: float, ts: int) -> None:
+        qty = order.remaining
+        fee = self.params.fees.fee(qty, price)
+        if order.side is Side.BUY and qty * price + fee > self.ledger.cash + 1e-9:
+            self._close(
+                order,
+                OrderStatus.CANCELED,
+                f"insufficient cash at fill: needs {qty * price + fee:,.2f}, "
+                f"cash {self.ledger.cash:,.2f}",
+            )
+            return
+        self._fill_seq += 1
+        fill = Fill(
+            fill_id=f"F{self._fill_seq}",
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=qty,
+            price=price,
+            fee=fee,
+            ts=ts,
+            strategy_id=order.strategy_id,
+        )
+        self.ledger.apply_fill(fill, self._bar_index[order.symbol])
+        self._events.append(fill)
+        updated = order.with_fill(qty, price, ts)
+        self._record(updated, order.status)
+        if updated.status is OrderStatus.FILLED:
+            self._working[order.symbol].remove(order.client_order_id)
+
+    def _close(self, order: Order, status: OrderStatus, reason: str) -> None:
+        self._record(order.transition(status, self._now, reason), order.status)
+        self._working[order.symbol].remove(order.client_order_id)
+
+    def _record(self, order: Order, previous: OrderStatus) -> None:
+        self.orders[order.client_order_id] = order
+        self._events.append(OrderUpdate(order, previous, order.updated_ts))

@@ -1,0 +1,252 @@
+"""Orders, their state machine, order updates and fills.
+
+Every object here is immutable. An order changes state only through
+:meth:`Order.transition` / :meth:`Order.with_fill`, which return a *new* order and refuse any
+transition the state machine below does not allow::
+
+    PENDING ──▶ ACCEPTED ──▶ PARTIALLY_FILLED ──▶ FILLED
+       │           │  │            │  │
+       │           │  └──▶ FILLED  │  └──▶ CANCELED / EXPIRED
+       │           └──▶ CANCELED / EXPIRED
+       └──▶ REJECTED / CANCELED
+
+FILLED, CANCELED, REJECTED and EXPIRED are terminal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+import pandas as pd
+
+from tradeloom.errors import OrderStateError
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+    STOP_LIMIT = "stop_limit"
+
+
+class TimeInForce(StrEnum):
+    DAY = "day"
+    """Expires at the end of the trading day it was accepted on (UTC date of the bar data)."""
+    GTC = "gtc"
+    """Good till canceled."""
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+    @property
+    def is_working(self) -> bool:
+        """Accepted by the broker and still able to fill."""
+        return self in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
+
+
+_TERMINAL = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
+
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.PENDING: frozenset(
+        {OrderStatus.ACCEPTED, OrderStatus.REJECTED, OrderStatus.CANCELED}
+    ),
+    OrderStatus.ACCEPTED: frozenset(
+        {
+            OrderStatus.PARTIALLY_FILLED,
+            OrderStatus.FILLED,
+            OrderStatus.CANCELED,
+            OrderStatus.EXPIRED,
+        }
+    ),
+    OrderStatus.PARTIALLY_FILLED: frozenset(
+        {
+            OrderStatus.PARTIALLY_FILLED,
+            OrderStatus.FILLED,
+            OrderStatus.CANCELED,
+            OrderStatus.EXPIRED,
+        }
+    ),
+    OrderStatus.FILLED: frozenset(),
+    OrderStatus.CANCELED: frozenset(),
+    OrderStatus.REJECTED: frozenset(),
+    OrderStatus.EXPIRED: frozenset(),
+}
+"""Allowed transitions. Fills go through :meth:`Order.with_fill`, never a bare transition."""
+
+# Quantities are floats; two quantities closer than this are the same quantity.
+QTY_EPSILON = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An order and its current state. Immutable: every change makes a new object."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    stop_price: float | None = None
+    tif: TimeInForce = TimeInForce.GTC
+    strategy_id: str = ""
+    status: OrderStatus = OrderStatus.PENDING
+    filled_quantity: float = 0.0
+    avg_fill_price: float = 0.0
+    created_ts: int = 0
+    """Nanoseconds since the epoch (UTC) at which the strategy created the order."""
+    updated_ts: int = 0
+    reason: str = ""
+    """Why the order was rejected, canceled or expired; empty otherwise."""
+    triggered: bool = False
+    """For stop-limit orders: the stop has been touched and the order now works as a limit."""
+
+    def __post_init__(self) -> None:
+        if not (self.quantity > 0 and math.isfinite(self.quantity)):
+            raise OrderStateError(
+                f"order {self.client_order_id}: quantity must be a positive finite number, "
+                f"got {self.quantity!r}"
+            )
+        needs_limit = self.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        needs_stop = self.type in (OrderType.STOP, OrderType.STOP_LIMIT)
+        for name, needed, value in (
+            ("limit_price", needs_limit, self.limit_price),
+            ("stop_price", needs_stop, self.stop_price),
+        ):
+            if needed and (value is None or not (value > 0 and math.isfinite(value))):
+                raise OrderStateError(
+                    f"order {self.client_order_id}: a {self.type.value} order needs a positive "
+                    f"{name}, got {value!r}"
+                )
+            if not needed and value is not None:
+                raise OrderStateError(
+                    f"order {self.client_order_id}: a {self.type.value} order takes no {name}"
+                )
+
+    @property
+    def remaining(self) -> float:
+        return self.quantity - self.filled_quantity
+
+    @property
+    def signed_quantity(self) -> float:
+        return self.quantity * self.side.sign
+
+    @property
+    def time(self) -> pd.Timestamp:
+        return pd.Timestamp(self.created_ts, tz="UTC")
+
+    def transition(self, status: OrderStatus, ts: int, reason: str = "") -> Order:
+        """The order in ``status``; raises :class:`OrderStateError` if not allowed.
+
+        Use :meth:`with_fill` for PARTIALLY_FILLED / FILLED.
+        """
+        if status in (OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED):
+            raise OrderStateError(
+                f"order {self.client_order_id}: fills go through with_fill(), "
+                f"not transition({status.value})"
+            )
+        self._check(status)
+        return replace(self, status=status, updated_ts=ts, reason=reason)
+
+    def with_fill(self, quantity: float, price: float, ts: int) -> Order:
+        """The order after a fill of ``quantity`` at ``price``."""
+        if not (quantity > 0 and math.isfinite(quantity)):
+            raise OrderStateError(
+                f"order {self.client_order_id}: fill quantity must be positive, got {quantity!r}"
+            )
+        if not (price > 0 and math.isfinite(price)):
+            raise OrderStateError(
+                f"order {self.client_order_id}: fill price must be positive, got {price!r}"
+            )
+        filled = self.filled_quantity + quantity
+        if filled > self.quantity + QTY_EPSILON:
+            raise OrderStateError(
+                f"order {self.client_order_id}: fill of {quantity} would overfill "
+                f"({self.filled_quantity} of {self.quantity} already filled)"
+            )
+        complete = filled >= self.quantity - QTY_EPSILON
+        status = OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED
+        self._check(status)
+        avg = (self.avg_fill_price * self.filled_quantity + price * quantity) / filled
+        return replace(
+            self,
+            status=status,
+            filled_quantity=self.quantity if complete else filled,
+            avg_fill_price=avg,
+            updated_ts=ts,
+        )
+
+    def _check(self, status: OrderStatus) -> None:
+        if status not in TRANSITIONS[self.status]:
+            raise OrderStateError(
+                f"order {self.client_order_id}: cannot go from {self.status.value} to "
+                f"{status.value}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """Sent to the strategy's ``on_order`` whenever one of its orders changes state."""
+
+    order: Order
+    previous: OrderStatus
+    ts: int
+
+    @property
+    def status(self) -> OrderStatus:
+        return self.order.status
+
+    @property
+    def reason(self) -> str:
+        return self.order.reason
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution. ``price`` already includes slippage; ``fee`` is in account currency."""
+
+    fill_id: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    price: float
+    fee: float
+    ts: int
+    strategy_id: str = ""
+
+    @property
+    def signed_quantity(self) -> float:
+        return self.quantity * self.side.sign
+
+    @property
+    def notional(self) -> float:
+        return self.quantity * self.price
+
+    @property
+    def time(self) -> pd.Timestamp:
+        return pd.Timestamp(self.ts, tz="UTC")

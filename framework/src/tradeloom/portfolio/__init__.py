@@ -1,0 +1,5 @@
+"""Cash, positions and PnL."""
+
+from tradeloom.portfolio.ledger import Ledger, Trade
+
+__all__ = ["Ledger", "Trade"]

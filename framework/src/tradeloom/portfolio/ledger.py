@@ -1,0 +1,162 @@
+"""The ledger: cash, positions on an average-cost basis, realised PnL and closed trades.
+
+Invariants (checked by property tests):
+
+* a position's quantity is the signed sum of its fills;
+* ``equity == cash + Σ quantity × last price``;
+* ``equity == initial cash + realised gross PnL + unrealised PnL − fees paid``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tradeloom.model import Fill, Position
+
+QTY_EPSILON = 1e-9
+
+
+@dataclass(slots=True)
+class _Book:
+    """Mutable per-symbol state; only the ledger touches it."""
+
+    quantity: float = 0.0
+    avg_price: float = 0.0
+    realized: float = 0.0
+    entry_ts: int = 0
+    entry_bar: int = 0
+    entry_fees: float = 0.0
+    """Fees paid to open the part of the position still held."""
+    strategy_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A closed (part of a) position."""
+
+    symbol: str
+    side: str  # "long" or "short"
+    quantity: float
+    entry_ts: int
+    entry_price: float
+    exit_ts: int
+    exit_price: float
+    pnl: float
+    fees: float
+    bars_held: int
+    strategy_id: str
+
+    @property
+    def return_pct(self) -> float:
+        cost = self.entry_price * self.quantity
+        return self.pnl / cost if cost else 0.0
+
+
+class Ledger:
+    """Account state of one simulated account, in its currency."""
+
+    def __init__(self, initial_cash: float, currency: str = "USD") -> None:
+        self.initial_cash = float(initial_cash)
+        self.currency = currency
+        self.cash = float(initial_cash)
+        self.fees_paid = 0.0
+        self.books: dict[str, _Book] = {}
+        self.last_price: dict[str, float] = {}
+        self.trades: list[Trade] = []
+
+    # --- reading -----------------------------------------------------------------------------
+    def position(self, symbol: str) -> Position:
+        book = self.books.get(symbol)
+        if book is None:
+            return Position(symbol)
+        return Position(symbol, book.quantity, book.avg_price, book.realized)
+
+    def positions(self) -> dict[str, Position]:
+        return {s: self.position(s) for s, b in self.books.items() if b.quantity != 0.0}
+
+    def quantity(self, symbol: str) -> float:
+        book = self.books.get(symbol)
+        return book.quantity if book is not None else 0.0
+
+    def position_value(self) -> float:
+        last = self.last_price
+        return sum(b.quantity * last.get(s, b.avg_price) for s, b in self.books.items())
+
+    def gross_exposure(self) -> float:
+        last = self.last_price
+        return sum(abs(b.quantity) * last.get(s, b.avg_price) for s, b in self.books.items())
+
+    def equity(self) -> float:
+        return self.cash + self.position_value()
+
+    def realized_pnl(self) -> float:
+        return sum(b.realized for b in self.books.values())
+
+    def unrealized_pnl(self) -> float:
+        last = self.last_price
+        return sum(
+            (last.get(s, b.avg_price) - b.avg_price) * b.quantity for s, b in self.books.items()
+        )
+
+    # --- writing -----------------------------------------------------------------------------
+    def mark(self, symbol: str, price: float) -> None:
+        self.last_price[symbol] = price
+
+    def apply_fill(self, fill: Fill, bar_index: int = 0) -> None:
+        """Book one fill: cash, fees, position, realised PnL and any trade it closes."""
+        qty = fill.quantity
+        sign = fill.side.sign
+        self.cash -= sign * qty * fill.price + fill.fee
+        self.fees_paid += fill.fee
+        book = self.books.get(fill.symbol)
+        if book is None:
+            book = self.books[fill.symbol] = _Book(strategy_id=fill.strategy_id)
+
+        held = book.quantity
+        if held == 0.0 or (held > 0) == (sign > 0):
+            self._open(book, fill, qty, fill.fee, bar_index)
+            return
+        closing = min(qty, abs(held))
+        exit_fee = fill.fee * closing / qty
+        entry_fee = book.entry_fees * closing / abs(held)
+        direction = 1.0 if held > 0 else -1.0
+        gross = (fill.price - book.avg_price) * closing * direction
+        book.realized += gross
+        book.entry_fees -= entry_fee
+        self.trades.append(
+            Trade(
+                symbol=fill.symbol,
+                side="long" if held > 0 else "short",
+                quantity=closing,
+                entry_ts=book.entry_ts,
+                entry_price=book.avg_price,
+                exit_ts=fill.ts,
+                exit_price=fill.price,
+                pnl=gross - entry_fee - exit_fee,
+                fees=entry_fee + exit_fee,
+                bars_held=bar_index - book.entry_bar,
+                strategy_id=book.strategy_id,
+            )
+        )
+        remaining = held + sign * closing
+        if abs(remaining) <= QTY_EPSILON:
+            book.quantity = 0.0
+            book.avg_price = 0.0
+            book.entry_fees = 0.0
+        else:
+            book.quantity = remaining
+        left = qty - closing
+        if left > QTY_EPSILON:  # the fill flips the position
+            self._open(book, fill, left, fill.fee - exit_fee, bar_index)
+
+    def _open(self, book: _Book, fill: Fill, qty: float, fee: float, bar_index: int) -> None:
+        held = abs(book.quantity)
+        if held == 0.0:
+            book.entry_ts = fill.ts
+            book.entry_bar = bar_index
+            book.strategy_id = fill.strategy_id
+            book.avg_price = fill.price
+        else:
+            book.avg_price = (book.avg_price * held + fill.price * qty) / (held + qty)
+        book.quantity += fill.side.sign * qty
+        book.entry_fees += fee
