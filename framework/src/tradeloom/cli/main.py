@@ -1,0 +1,247 @@
+"""The ``tradeloom`` command.
+
+A user mistake prints one line ``error: ...`` on stderr and exits 2 (config or usage) or 1
+(run failure), with no traceback; ``--debug`` (anywhere on the command line) shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tradeloom.errors import ConfigError, TradeloomError
+
+app = typer.Typer(
+    name="tradeloom",
+    help="Take trading strategies from research to production.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+plugins_app = typer.Typer(help="Installed plugins and their components.", no_args_is_help=True)
+app.add_typer(plugins_app, name="plugins")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+ConfigFiles = Annotated[
+    list[Path] | None, typer.Argument(help="Deployment config files, merged in order.")
+]
+ExtraConfigs = Annotated[
+    list[Path] | None,
+    typer.Option("-c", "--config", help="More config files, merged after the positional ones."),
+]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override one value, e.g. --set strategy.params.fast=20."),
+]
+OutDir = Annotated[Path | None, typer.Option("--out", help="Folder for the output files.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print metrics.json on stdout.")]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from tradeloom import __version__
+
+        out.print(f"tradeloom {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True)
+    ] = False,
+) -> None:
+    """Take trading strategies from research to production."""
+
+
+def _attach_config_app() -> None:
+    try:
+        from tradeloom.cli.config_cmd import config_app
+    except ImportError:  # pragma: no cover - only while the module is being written
+        return
+    app.add_typer(config_app, name="config")
+
+
+_attach_config_app()
+
+
+@app.command()
+def demo(
+    out_dir: OutDir = Path("tradeloom-demo"),
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the shipped demo: a moving-average crossover on bundled US stock data."""
+    config = resources.files("tradeloom.demo") / "demo.toml"
+    with resources.as_file(config) as path:
+        _run_backtest([path], [], out_dir or Path("tradeloom-demo"), as_json, title="demo")
+
+
+@app.command()
+def backtest(
+    files: ConfigFiles = None,
+    config: ExtraConfigs = None,
+    overrides: Overrides = None,
+    out_dir: OutDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a deployment as a backtest and write metrics, trades, orders, equity and a report."""
+    paths = [*(files or []), *(config or [])]
+    if not paths:
+        raise ConfigError("give at least one deployment config file (or -c FILE)")
+    target = out_dir or Path("tradeloom-out") / paths[-1].stem
+    _run_backtest(paths, overrides or [], target, as_json)
+
+
+def _run_backtest(
+    paths: list[Path], overrides: list[str], out_dir: Path, as_json: bool, title: str = ""
+) -> None:
+    from tradeloom.api import run_deployment
+    from tradeloom.config import load_deployment
+    from tradeloom.plugins import PluginHost
+    from tradeloom.report.outputs import write_outputs
+
+    host = PluginHost()
+    resolved = load_deployment(paths, overrides, host=host)
+    with err.status("Running backtest…") if not as_json else _nullcontext():
+        result = run_deployment(resolved, host)
+        written = write_outputs(result, out_dir)
+    if as_json:
+        sys.stdout.write(written["metrics.json"].read_text(encoding="utf-8"))
+        return
+    _print_summary(result, written, title)
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _print_summary(result, written: dict[str, Path], title: str) -> None:  # type: ignore[no-untyped-def]
+    table = Table(title=f"tradeloom {title or 'backtest'}: {result.title}", show_header=False)
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    for label, value in result.metrics.display_rows():
+        table.add_row(label, value)
+    out.print(table)
+    out.print("[bold]Assumptions[/bold]")
+    for line in result.conventions:
+        out.print(f"  • {line}")
+    folder = written["report.html"].parent
+    out.print(f"Wrote {', '.join(written)} to [bold]{folder}[/bold]")
+    out.print(f"Report: [bold]{written['report.html'].resolve()}[/bold]")
+
+
+@plugins_app.command("list")
+def plugins_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every installed component: kind, name, distribution, version, load status and error."""
+    from tradeloom.plugins import PluginHost
+
+    host = PluginHost()
+    rows = []
+    for record in host.plugins:
+        if record.status == "loaded" and record.components:
+            for kind, name in record.components:
+                spec = host.registry.get(kind, name) if _safe_get(host, kind, name) else None
+                rows.append(
+                    {
+                        "kind": kind.value,
+                        "name": name,
+                        "distribution": record.distribution,
+                        "version": record.version,
+                        "status": "loaded",
+                        "error": None,
+                        "capabilities": spec.capabilities.describe() if spec else "",
+                        "description": spec.description if spec else "",
+                    }
+                )
+        else:
+            rows.append(
+                {
+                    "kind": None,
+                    "name": record.name,
+                    "distribution": record.distribution,
+                    "version": record.version,
+                    "status": record.status,
+                    "error": record.error,
+                    "capabilities": "",
+                    "description": "",
+                }
+            )
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="tradeloom plugins")
+    for column in ("kind", "name", "distribution", "version", "status", "capabilities / error"):
+        table.add_column(column)
+    for row in rows:
+        status = row["status"]
+        style = {"loaded": "green", "failed": "red", "disabled": "yellow"}.get(status, "")
+        table.add_row(
+            row["kind"] or "—",
+            row["name"],
+            row["distribution"],
+            row["version"],
+            f"[{style}]{status}[/{style}]",
+            row["error"] or row["capabilities"],
+        )
+    out.print(table)
+
+
+def _safe_get(host, kind, name) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        host.registry.get(kind, name)
+    except (LookupError, TradeloomError):
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point. Returns (and exits with) the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("TRADELOOM_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"]
+    if debug:
+        from loguru import logger
+
+        logger.enable("tradeloom")
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="tradeloom", standalone_mode=False)
+    except TradeloomError as exc:
+        if debug:
+            raise
+        err.print(f"[red]error:[/red] {_one_line(str(exc))}", soft_wrap=True)
+        code = exc.exit_code
+    except typer.Abort:
+        err.print("aborted")
+        code = 130
+    except typer.TyperException as exc:  # usage errors: unknown option, missing argument, ...
+        if debug:
+            raise
+        err.print(f"[red]error:[/red] {_one_line(exc.format_message())}", soft_wrap=True)
+        code = exc.exit_code
+    except typer.Exit as exc:
+        code = exc.exit_code
+    code = int(code or 0)
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split("\n")) if "\n" in message and len(message) < 300 else message

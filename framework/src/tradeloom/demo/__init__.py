@@ -1,0 +1,1 @@
+"""The shipped demo deployment (`tradeloom demo`)."""
