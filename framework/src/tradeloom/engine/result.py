@@ -67,15 +67,18 @@ class BacktestResult:
         return write_html_report(self, Path(path))
 
     def _repr_html_(self) -> str:  # Jupyter
+        from html import escape
+
         rows = "".join(
-            f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>"
+            f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(v)}</td></tr>"
             for k, v in self.metrics.display_rows()
         )
-        return f"<h4>{self.title}</h4><table>{rows}</table>"
+        return f"<h4>{escape(self.title)}</h4><table>{rows}</table>"
 
     def __repr__(self) -> str:
-        m = self.metrics
+        shown = dict(self.metrics.display_rows())
         return (
             f"<BacktestResult {self.run_id}: {len(self.equity)} bars, {len(self.trades)} trades, "
-            f"total return {m.total_return:.2%}, Sharpe {m.sharpe:.2f}>"
+            f"total return {shown.get('Total return', '—')}, "
+            f"Sharpe {shown.get('Sharpe ratio', '—')}>"
         )
