@@ -123,7 +123,9 @@ def run_backtest(
         try:
             market = data.load(start_ts, end_ts)
         except DataError as exc:
-            raise DataError(f"data ({type(data).__name__}): {exc}") from exc
+            field = exc.field or ""
+            where = field if field.startswith("run.") else ".".join(filter(None, ["data", field]))
+            raise DataError(f"{where} ({type(data).__name__}): {exc}", field=field) from exc
     else:
         market = data.slice(start_ts, end_ts)
     if not market.frames:

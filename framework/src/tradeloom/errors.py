@@ -31,9 +31,17 @@ class PluginError(TradeloomError):
 
 
 class DataError(TradeloomError):
-    """Input data is missing or fails the quality checks. Exit code 2: the input is wrong."""
+    """Input data is missing or fails the quality checks. Exit code 2: the input is wrong.
+
+    ``field`` names the setting to fix when one is to blame: relative to the data component
+    (``"params.path"``) or, for the period, absolute (``"run.start"``).
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class OrderStateError(TradeloomError):
