@@ -55,9 +55,9 @@ def backtest(
 
 def run_deployment(resolved: ResolvedDeployment, host: PluginHost | None = None) -> BacktestResult:
     """Assemble the pipeline a resolved deployment describes and run it as a backtest."""
-    if resolved.mode != Mode.BACKTEST.value:
+    if resolved.mode != Mode.BACKTEST:
         raise ConfigError(
-            f"this command runs backtests; the deployment says mode = {resolved.mode!r} "
+            f"this command runs backtests; the deployment says mode = {Mode(resolved.mode).value!r} "
             f"(paper and live sessions arrive with `tradeloom run`)",
             path="mode",
         )
