@@ -13,8 +13,12 @@ from tradeloom.risk import RiskGate, RiskRule
 from tradeloom.strategy import Context, Strategy
 
 
-def bars(rows: Sequence[tuple[float, float, float, float]], start: str = "2024-01-01",
-         freq: str = "D", volume: float = 1000.0) -> pd.DataFrame:
+def bars(
+    rows: Sequence[tuple[float, float, float, float]],
+    start: str = "2024-01-01",
+    freq: str = "D",
+    volume: float = 1000.0,
+) -> pd.DataFrame:
     """A bar frame from (open, high, low, close) rows."""
     index = pd.date_range(start, periods=len(rows), freq=freq, tz="UTC", name="ts")
     frame = pd.DataFrame(rows, columns=["open", "high", "low", "close"], index=index, dtype=float)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from helpers import Scripted, bars, run
 
 from tradeloom.execution import PercentFees, PerUnitFees, SimulatedBroker
 from tradeloom.model import OrderStatus
 from tradeloom.risk.rules import MaxOrderQuantity
+
+from helpers import Scripted, bars, run
 
 #            open   high   low    close
 ROWS = [
@@ -109,7 +110,7 @@ def test_stop_limit_triggered_inside_bar_fills_at_trigger() -> None:
 
 def test_stop_limit_gapped_beyond_limit_waits_then_works_as_limit() -> None:
     s = Scripted({2: lambda c: c.buy("X", 10, stop=108.0, limit=109.0)})
-    _, broker = run(bars(ROWS), s)
+    run(bars(ROWS), s)
     # b3 opens 110: triggered but above the 109 limit, no fill on b3; b4 opens 95 <= 109.
     assert fills_of(s) == [("buy", 10, 95.0)]
     assert s.fills[0].ts == bars(ROWS).index[4].value
@@ -134,7 +135,7 @@ def test_per_unit_fee_with_minimum_and_cap() -> None:
     assert capped.fee(1_000, 5.0) == pytest.approx(5.0)  # 0.1 % of 5,000
 
     s = Scripted({0: lambda c: c.buy("X", 50)})
-    _, broker = run(bars(ROWS), s, broker=SimulatedBroker(fees=model))
+    run(bars(ROWS), s, broker=SimulatedBroker(fees=model))
     assert s.fills[0].fee == 1.0  # 50 × 0.01 = 0.5, minimum 1
 
 
@@ -207,7 +208,10 @@ def test_risk_rule_rejects_before_the_broker_sees_the_order() -> None:
     out, broker = run(bars(ROWS), s, risk=[rule])
     rejected = next(o for o in out.orders if o.client_order_id == "s-1")
     assert rejected.status is OrderStatus.REJECTED
-    assert rejected.reason == "risk rule max-order-quantity: order quantity over the limit (limit 5, observed 10)"
+    assert (
+        rejected.reason
+        == "risk rule max-order-quantity: order quantity over the limit (limit 5, observed 10)"
+    )
     assert "s-1" not in broker.orders  # never reached the broker
     assert s.updates[0].status is OrderStatus.REJECTED  # the strategy was told
     assert fills_of(s) == [("buy", 5, 103.0)]
@@ -236,3 +240,18 @@ def test_order_target_counts_working_orders() -> None:
     # b1's call sees the position of 10 (filled at b1's open) and orders nothing more
     assert fills_of(s) == [("buy", 10, 102.0)]
     assert len(s.placed) == 1
+
+
+def test_covering_a_short_is_never_refused_for_cash() -> None:
+    # short 10 at 102 (b1 open), then the price gaps up; cash 500 + proceeds 1,020 < cover 1,100
+    s = Scripted({0: lambda c: c.sell("X", 10), 2: lambda c: c.buy("X", 10)})
+    _, broker = run(bars(ROWS), s, cash=50.0)
+    assert fills_of(s) == [("sell", 10, 102.0), ("buy", 10, 110.0)]
+    assert broker.ledger.cash == pytest.approx(50 + 1_020 - 1_100)
+    assert broker.ledger.quantity("X") == 0
+
+
+def test_a_buy_that_covers_and_goes_long_is_checked_for_the_long_part() -> None:
+    s = Scripted({0: lambda c: c.sell("X", 10), 1: lambda c: c.buy("X", 1_000)})
+    _, broker = run(bars(ROWS), s, cash=50.0)
+    assert broker.orders["s-2"].status is OrderStatus.REJECTED

@@ -8,10 +8,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from browser import chromium_path, render_dom
 
 from tradeloom.cli.main import main
 from tradeloom.report.outputs import OUTPUT_FILES
+
+from browser import chromium_path, render_dom
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,9 @@ MALFORMED = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("case", "text", "extra", "field"), MALFORMED, ids=[m[0] for m in MALFORMED])
+@pytest.mark.parametrize(
+    ("case", "text", "extra", "field"), MALFORMED, ids=[m[0] for m in MALFORMED]
+)
 def test_malformed_config_exits_2_with_one_line(
     case: str, text: str, extra: list[str], field: str, tmp_path: Path,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
@@ -116,7 +119,7 @@ def test_malformed_config_exits_2_with_one_line(
 def test_debug_flag_shows_the_traceback(tmp_path: Path) -> None:
     config = tmp_path / "deploy.toml"
     config.write_text(GOOD.replace("fast = 5", 'fast = "five"'))
-    with pytest.raises(Exception, match="strategy.params.fast"):
+    with pytest.raises(Exception, match=r"strategy\.params\.fast"):
         main(["backtest", str(config), "--debug"])
 
 

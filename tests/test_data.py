@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
+
 from tradeloom.data import (
     BAR_COLUMNS,
     CsvSource,

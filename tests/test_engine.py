@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import Scripted, bars, run
 
 from tradeloom.errors import RunError
 from tradeloom.strategy import Strategy
+
+from helpers import Scripted, bars, run
 
 ROWS = [(10.0, 11.0, 9.0, 10.0 + i) for i in range(8)]
 
@@ -84,7 +85,10 @@ def test_a_strategy_that_raises_fails_the_backtest_naming_it() -> None:
             if ctx.bar_count("X") == 3:
                 raise ZeroDivisionError("oops")
 
-    with pytest.raises(RunError, match=r"strategy 's' \(Broken\) raised in on_bars at 2024-01-03.*ZeroDivisionError: oops"):
+    with pytest.raises(
+        RunError,
+        match=r"strategy 's' \(Broken\) raised in on_bars at 2024-01-03.*ZeroDivisionError: oops",
+    ):
         run(bars(ROWS), Broken())
 
 
@@ -106,7 +110,9 @@ def test_ordering_an_unknown_symbol_is_a_clear_error() -> None:
 
 
 def test_equity_is_cash_plus_positions_every_bar() -> None:
-    s = Scripted({0: lambda c: c.buy("X", 5), 3: lambda c: c.sell("X", 8), 6: lambda c: c.buy("X", 3)})
+    s = Scripted(
+        {0: lambda c: c.buy("X", 5), 3: lambda c: c.sell("X", 8), 6: lambda c: c.buy("X", 3)}
+    )
     out, _ = run(bars(ROWS), s)
     assert np.allclose(out.equity, out.cash + out.position_value)
     assert out.position_value[1] == pytest.approx(5 * 11.0)

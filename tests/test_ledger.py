@@ -47,7 +47,9 @@ def test_ledger_invariants(seq, mark_a: float, mark_b: float) -> None:  # type: 
     # closed trades' net pnl + fees still attributed to open positions = realised − fees paid
     open_entry_fees = sum(b.entry_fees for b in ledger.books.values())
     net = sum(t.pnl for t in ledger.trades)
-    assert net == pytest.approx(ledger.realized_pnl() - ledger.fees_paid + open_entry_fees, abs=1e-6)
+    assert net == pytest.approx(
+        ledger.realized_pnl() - ledger.fees_paid + open_entry_fees, abs=1e-6
+    )
 
 
 def test_flip_from_long_to_short_books_one_trade_and_a_new_position() -> None:

@@ -97,7 +97,9 @@ def test_any_sequence_keeps_the_machine_consistent(actions: list) -> None:  # ty
                 )
             else:
                 allowed = action in TRANSITIONS[before.status] and action not in (
-                    OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED)
+                    OrderStatus.PARTIALLY_FILLED,
+                    OrderStatus.FILLED,
+                )
             assert not allowed
             continue
         # an accepted step is one the table allows

@@ -40,9 +40,9 @@ def tradeloom_register_strategies(register):
     register("hello-buy-once", BuyOnce)
 '''
 
-BROKEN = '''
+BROKEN = """
 raise ImportError("this plugin is broken on purpose")
-'''
+"""
 
 DUPE = '''
 from tradeloom import hookimpl
@@ -152,7 +152,9 @@ def test_installed_plugin_is_listed_and_runs_while_a_broken_one_is_isolated(
         end = "2010-12-31"
         """)
     )
-    run = _cli(["backtest", str(config), "--out", str(tmp_path / "out"), "--json"], [sites["a"]], tmp_path)
+    run = _cli(
+        ["backtest", str(config), "--out", str(tmp_path / "out"), "--json"], [sites["a"]], tmp_path
+    )
     assert run.returncode == 0, run.stderr
     metrics = json.loads(run.stdout)
     assert metrics["num_fills"] == 1
@@ -177,13 +179,17 @@ def test_duplicate_component_name_is_an_error_naming_both_distributions(
         '[data]\ntype = "dataset"\nparams = { name = "us-stocks-daily", symbols = ["IBM"] }\n'
         '[strategy]\ntype = "hello-buy-once"\n'
     )
-    run = _cli(["backtest", str(config), "--out", str(tmp_path / "o")], [sites["a"], sites["b"]], tmp_path)
+    run = _cli(
+        ["backtest", str(config), "--out", str(tmp_path / "o")], [sites["a"], sites["b"]], tmp_path
+    )
     assert run.returncode == 2
     assert "tradeloom-hello 1.2.3" in run.stderr and "tradeloom-dupe 9.9.9" in run.stderr
     assert "Traceback" not in run.stderr
 
 
-def test_strict_mode_turns_a_broken_plugin_into_an_error(sites: dict[str, Path], tmp_path: Path) -> None:
+def test_strict_mode_turns_a_broken_plugin_into_an_error(
+    sites: dict[str, Path], tmp_path: Path
+) -> None:
     env = {**os.environ, "PYTHONPATH": str(sites["a"]), "TRADELOOM_STRICT_PLUGINS": "1"}
     run = subprocess.run(
         [sys.executable, "-m", "tradeloom", "plugins", "list"],
@@ -252,7 +258,9 @@ def test_disable_switch_skips_a_plugin(fake_modules: Path) -> None:
 
 def test_strict_switch_raises_in_process(fake_modules: Path) -> None:
     with pytest.raises(PluginError, match="TRADELOOM_STRICT_PLUGINS"):
-        PluginHost(entry_points=[_ep("uh", "tl_unknownhook")], env={"TRADELOOM_STRICT_PLUGINS": "1"})
+        PluginHost(
+            entry_points=[_ep("uh", "tl_unknownhook")], env={"TRADELOOM_STRICT_PLUGINS": "1"}
+        )
 
 
 def test_builtins_come_through_the_same_hooks() -> None:

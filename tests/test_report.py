@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from browser import chromium_path, console_errors, render_dom
 
 from tradeloom.engine.result import (
     EQUITY_COLUMNS,
@@ -20,6 +19,8 @@ from tradeloom.engine.result import (
 )
 from tradeloom.report import compute_metrics, write_html_report
 from tradeloom.report.html import MAX_TRADE_MARKERS, render_html_report
+
+from browser import chromium_path, console_errors, render_dom
 
 EVIL = "<script>alert(1)</script>"
 CONVENTIONS = [

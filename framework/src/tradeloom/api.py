@@ -57,7 +57,8 @@ def run_deployment(resolved: ResolvedDeployment, host: PluginHost | None = None)
     """Assemble the pipeline a resolved deployment describes and run it as a backtest."""
     if resolved.mode != Mode.BACKTEST:
         raise ConfigError(
-            f"this command runs backtests; the deployment says mode = {Mode(resolved.mode).value!r} "
+            f"this command runs backtests; the deployment says "
+            f"mode = {Mode(resolved.mode).value!r} "
             f"(paper and live sessions arrive with `tradeloom run`)",
             path="mode",
         )
@@ -71,7 +72,7 @@ def run_deployment(resolved: ResolvedDeployment, host: PluginHost | None = None)
     broker = resolved.broker.build()
     if not isinstance(broker, SimulatedBroker):
         raise ConfigError(
-            f"broker {resolved.broker.spec.name!r} cannot run backtests; use type = \"simulated\"",
+            f'broker {resolved.broker.spec.name!r} cannot run backtests; use type = "simulated"',
             path="broker.type",
         )
     run = resolved.run
@@ -91,7 +92,10 @@ def run_deployment(resolved: ResolvedDeployment, host: PluginHost | None = None)
         config=config,
         provenance=provenance,
         host=host,
-        title=", ".join(f"{sid} ({c.spec.name})" for (sid, _), c in zip(strategies, resolved.strategies, strict=True)),
+        title=", ".join(
+            f"{sid} ({c.spec.name})"
+            for (sid, _), c in zip(strategies, resolved.strategies, strict=True)
+        ),
     )
 
 
@@ -243,9 +247,7 @@ def _result(
     bench = None
     if benchmark is not None:
         bench = market.frames[benchmark]["close"].reindex(index).ffill().rename(benchmark)
-    metrics = compute_metrics(
-        equity, trades, fills, initial_cash=initial_cash, benchmark=bench
-    )
+    metrics = compute_metrics(equity, trades, fills, initial_cash=initial_cash, benchmark=bench)
     provenance = {
         "framework_version": _version("tradeloom"),
         "data_fingerprint": market.fingerprint(),

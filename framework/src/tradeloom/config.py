@@ -10,7 +10,7 @@ A deployment is described in TOML::
     params = { path = "data/aapl.csv" }
 
     [[strategies]]                                     # or one [strategy] table
-    type = "sma-cross"
+    type = "sma-crossover"
     params = { fast = 10, slow = 50 }
 
     [[risk]]

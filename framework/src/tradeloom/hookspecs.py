@@ -4,11 +4,12 @@ A plugin is any installed distribution that declares an entry point in the group
 ``tradeloom``; the entry point names a module (or object) whose functions carry
 ``@tradeloom.hookimpl``. Two kinds of hook exist:
 
-*Contribution hooks* (``tradeloom_register_*``) run once, when a :class:`~tradeloom.plugins.PluginHost`
-is built, in no guaranteed order between plugins. Each receives a ``register`` callable bound to
-one component kind and calls it once per component: ``register("my-name", MyClass)``. The
-registry checks the name (``^[a-z][a-z0-9_-]*$``), the class, and that no other distribution
-already registered the name. Their return value is ignored.
+*Contribution hooks* (``tradeloom_register_*``) run once, when a
+:class:`~tradeloom.plugins.PluginHost` is built, in no guaranteed order between plugins.
+Each receives a ``register`` callable bound to one component kind and calls it once per
+component: ``register("my-name", MyClass)``. The registry checks the name
+(``^[a-z][a-z0-9_-]*$``), the class, and that no other distribution already registered the
+name. Their return value is ignored.
 
 *Lifecycle hooks* (``tradeloom_run_*``) notify observers (journals, notifiers, metrics
 exporters) of low-frequency events. Every implementation is called; return values are ignored.

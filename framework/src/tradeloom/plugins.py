@@ -184,7 +184,11 @@ class PluginHost:
     ) -> None:
         env = os.environ if env is None else env
         self.disabled = _env_list(env.get("TRADELOOM_DISABLE_PLUGINS"))
-        self.strict = env.get("TRADELOOM_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes"}
+        self.strict = env.get("TRADELOOM_STRICT_PLUGINS", "").strip().lower() in {
+            "1",
+            "true",
+            "yes",
+        }
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.registry = Registry()

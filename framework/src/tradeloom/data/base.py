@@ -20,7 +20,8 @@ class QualityReport:
     dropped_rows: int = 0
     """Rows removed because ``on_bad_rows = "drop"``."""
     problems: list[str] = field(default_factory=list)
-    """One human-readable line per problem kind, e.g. ``"AAPL: 3 rows with high < low (2001-01-02, ...)"``."""
+    """One human-readable line per problem kind, e.g.
+    ``"AAPL: 3 rows with high < low (2001-01-02, ...)"``."""
 
 
 @dataclass
@@ -52,7 +53,7 @@ class MarketData:
         return h.hexdigest()
 
     def slice(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> MarketData:
-        """Bars with ``start <= ts <= end`` (either bound may be ``None``); empty symbols dropped."""
+        """Bars with ``start <= ts <= end`` (either bound may be None); empty symbols dropped."""
         frames = {}
         for symbol, frame in self.frames.items():
             part = frame.loc[start:end] if (start is not None or end is not None) else frame
@@ -69,6 +70,8 @@ class DataSource(Component):
 
     capabilities = Capabilities(modes=frozenset({Mode.BACKTEST}), multi_symbol=True)
 
-    def load(self, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> MarketData:
+    def load(
+        self, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
+    ) -> MarketData:
         """Return validated bars with ``start <= ts <= end`` (bounds inclusive, UTC)."""
         raise NotImplementedError(f"{type(self).__name__} does not provide historical data")

@@ -181,10 +181,15 @@ class BacktestEngine:
     def run(self) -> EngineOutput:
         symbols = self.symbols
         columns = {
-            s: (self.data.frames[s].index.as_unit("ns").asi8.tolist(), *(self._hist[s].src.tolist()))
+            s: (
+                self.data.frames[s].index.as_unit("ns").asi8.tolist(),
+                *(self._hist[s].src.tolist()),
+            )
             for s in symbols
         }
-        timeline = np.unique(np.concatenate([self.data.frames[s].index.as_unit("ns").asi8 for s in symbols]))
+        timeline = np.unique(
+            np.concatenate([self.data.frames[s].index.as_unit("ns").asi8 for s in symbols])
+        )
         n = len(timeline)
         cash = np.empty(n)
         value = np.empty(n)
@@ -247,7 +252,9 @@ class BacktestEngine:
                     self.fills.append(event)
                     sid = event.strategy_id
                     if sid in self._by_id:
-                        self._call(sid, "on_fill", self._by_id[sid].on_fill, self._contexts[sid], event)
+                        self._call(
+                            sid, "on_fill", self._by_id[sid].on_fill, self._contexts[sid], event
+                        )
                 else:
                     self.orders[event.order.client_order_id] = event.order
                     sid = event.order.strategy_id

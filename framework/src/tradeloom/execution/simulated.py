@@ -20,7 +20,8 @@ Fill conventions (printed in every report through :meth:`SimulatedBroker.convent
 * Cash account: a buy is rejected at submission when its estimated cost (reference price plus
   slippage and fees) exceeds cash not already reserved by working buy orders; if a gap makes a
   market or stop buy unaffordable at the fill, the order is canceled with the reason. Short
-  sales credit the proceeds to cash; no margin requirement is modelled yet.
+  sales credit the proceeds to cash; no margin requirement is modelled yet. A buy that only
+  covers a short is never refused for cash (cash may go negative: a margin debit).
 * DAY orders expire after the last bar of the (UTC) calendar day on which they could first fill.
 * Fills are complete (no partial fills; volume is not a constraint yet).
 """
@@ -166,7 +167,11 @@ class SimulatedBroker(Broker):
             p.fees.describe(),
             f"Slippage: {p.slippage_bps:g} bps against the trader on market and stop fills.",
             "Cash account: buys that the account cannot pay for are rejected; short sales "
-            + ("allowed (no margin modelled)." if p.allow_short else "not allowed."),
+            + (
+                "allowed (no margin modelled; covering is never refused)."
+                if p.allow_short
+                else "not allowed."
+            ),
             "Fills are complete; bar volume does not limit them.",
             "DAY orders expire at the end of the UTC calendar day on which they could first fill.",
         ]
@@ -176,7 +181,8 @@ class SimulatedBroker(Broker):
         if order.client_order_id in self.orders:
             return f"duplicate client order id {order.client_order_id!r}"
         if order.symbol not in self.symbols:
-            return f"unknown symbol {order.symbol!r}; this run trades {', '.join(sorted(self.symbols))}"
+            traded = ", ".join(sorted(self.symbols))
+            return f"unknown symbol {order.symbol!r}; this run trades {traded}"
         ref = self.ledger.last_price.get(order.symbol)
         if ref is None:
             return f"no price yet for {order.symbol}"
@@ -194,11 +200,24 @@ class SimulatedBroker(Broker):
                         f"with {held:g} held and {working_sells:g} already being sold"
                     )
             return ""
+        if self._opening_quantity(order) <= 1e-9:
+            return ""  # a buy that only covers a short is never refused for cash
         cost = self._estimated_cost(order, ref)
         available = self.ledger.cash - self._reserved_cash()
         if cost > available + 1e-9:
             return f"insufficient cash: order needs {cost:,.2f}, available {available:,.2f}"
         return ""
+
+    def _opening_quantity(self, order: Order) -> float:
+        """The part of a buy that goes beyond covering the short position (and working buys)."""
+        held = self.ledger.quantity(order.symbol)
+        working_buys = sum(
+            self.orders[c].remaining
+            for c in self._working[order.symbol]
+            if self.orders[c].side is Side.BUY and c != order.client_order_id
+        )
+        short_left = max(0.0, -held - working_buys)
+        return max(0.0, order.remaining - short_left)
 
     def _estimated_cost(self, order: Order, ref: float) -> float:
         if order.type is OrderType.LIMIT:
@@ -263,7 +282,8 @@ class SimulatedBroker(Broker):
     def _fill(self, order: Order, price: float, ts: int) -> None:
         qty = order.remaining
         fee = self.params.fees.fee(qty, price)
-        if order.side is Side.BUY and qty * price + fee > self.ledger.cash + 1e-9:
+        opens_long = order.side is Side.BUY and self.ledger.quantity(order.symbol) + qty > 1e-9
+        if opens_long and qty * price + fee > self.ledger.cash + 1e-9:
             self._close(
                 order,
                 OrderStatus.CANCELED,

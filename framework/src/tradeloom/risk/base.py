@@ -41,7 +41,8 @@ class RiskView:
         return pos.quantity if pos is not None else 0.0
 
     def working_qty(self, symbol: str, side_sign: int) -> float:
-        """Signed remaining quantity of working orders in ``symbol`` on one side (+1 buy, -1 sell)."""
+        """Signed remaining quantity of working orders in ``symbol`` on one side
+        (``side_sign`` +1 buy, -1 sell)."""
         return sum(
             o.remaining * o.side.sign
             for o in self.open_orders

@@ -1,0 +1,124 @@
+"""``sma-crossover``: trade the crossings of a fast and a slow simple moving average of close.
+
+Signal (the convention of the project's speed benchmark): with ``d[t] = SMA_fast[t] - SMA_slow[t]``
+over closes, a **cross up** at bar ``t`` is ``d[t] > 0 >= d[t-1]`` and a **cross down** is
+``d[t] < 0 <= d[t-1]``. ``d`` exists from bar index ``slow - 1``, so the first possible signal is
+at bar index ``slow`` (the ``slow + 1``-th bar).
+
+Trading, per symbol and independently of the other symbols:
+
+* ``long_only``: flat and cross up → buy the position size; long and cross down → sell to flat.
+* ``long_short``: cross up → target ``+size``; cross down → target ``-size`` (a flip is one order).
+
+Orders are market orders placed on the signal bar; under the default simulated broker they fill
+at the next bar's open, and a signal on the last bar never fills.
+
+The moving averages are running sums updated once per bar (add the new close, drop the one that
+left the window, read from ``ctx.history``), so a bar costs O(1) whatever the windows. To keep
+float drift bounded over millions of bars the sums are re-anchored with an exact ``math.fsum``
+of the window once every ``slow`` bars (amortised O(1)).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pydantic import Field, model_validator
+
+from tradeloom.components import Capabilities, Mode
+from tradeloom.model import Bar
+from tradeloom.strategy import Context, Strategy
+from tradeloom_strategies.sizing import SizedParams, is_flat, position_size
+
+
+@dataclass(slots=True)
+class _SmaState:
+    """Per-symbol running state."""
+
+    bars: int = 0
+    """Bars of the symbol folded into the sums so far."""
+    sum_fast: float = 0.0
+    sum_slow: float = 0.0
+    prev_d: float | None = None
+    """``d`` at the previous bar, once it exists."""
+
+
+class SmaCrossover(Strategy):
+    """Fast/slow simple moving average crossover on close, long only or long/short."""
+
+    class Params(SizedParams):
+        """Parameters of ``sma-crossover``."""
+
+        fast: int = Field(default=10, ge=1)
+        """Window of the fast moving average, in bars (>= 1, smaller than ``slow``)."""
+        slow: int = Field(default=30, ge=2)
+        """Window of the slow moving average, in bars (>= 2, larger than ``fast``)."""
+
+        @model_validator(mode="after")
+        def _fast_below_slow(self) -> SmaCrossover.Params:
+            if self.fast >= self.slow:
+                raise ValueError(f"fast ({self.fast}) must be smaller than slow ({self.slow})")
+            return self
+
+    params: SmaCrossover.Params
+
+    capabilities = Capabilities(
+        modes=frozenset({Mode.BACKTEST, Mode.PAPER, Mode.LIVE}),
+        multi_symbol=True,
+        short_selling=True,  # only with direction = "long_short"
+    )
+
+    def on_start(self, ctx: Context) -> None:
+        self._state: dict[str, _SmaState] = {}
+
+    def on_bar(self, ctx: Context, bar: Bar) -> None:
+        symbol = bar.symbol
+        state = self._state.get(symbol)
+        if state is None:
+            state = self._state[symbol] = _SmaState()
+        d = self._update(ctx, symbol, state)
+        if d is None:
+            return
+        prev, state.prev_d = state.prev_d, d
+        if prev is None:
+            return
+        if d > 0 >= prev:
+            self._on_cross(ctx, symbol, up=True)
+        elif d < 0 <= prev:
+            self._on_cross(ctx, symbol, up=False)
+
+    def _update(self, ctx: Context, symbol: str, state: _SmaState) -> float | None:
+        """Fold the current bar into the running sums; return ``d`` once ``slow`` bars exist."""
+        fast, slow = self.params.fast, self.params.slow
+        n = ctx.bar_count(symbol)
+        closes = ctx.history(symbol, slow + 1)
+        if n != state.bars + 1 or n % slow == 0:
+            # First use, a gap in the bars we were shown, or the periodic exact re-anchoring.
+            state.sum_fast = math.fsum(closes[-fast:].tolist())
+            state.sum_slow = math.fsum(closes[-slow:].tolist())
+        else:
+            close = float(closes[-1])
+            state.sum_fast += close
+            if n > fast:
+                state.sum_fast -= float(closes[-1 - fast])
+            state.sum_slow += close
+            if n > slow:
+                state.sum_slow -= float(closes[-1 - slow])
+        state.bars = n
+        if n < slow:
+            return None
+        return state.sum_fast / fast - state.sum_slow / slow
+
+    def _on_cross(self, ctx: Context, symbol: str, *, up: bool) -> None:
+        held = ctx.position(symbol).quantity
+        if self.params.long_short:
+            size = position_size(ctx, symbol, self.params, long=up)
+            ctx.order_target(symbol, size if up else -size)
+        elif up:
+            if is_flat(held) and not ctx.open_orders(symbol):
+                size = position_size(ctx, symbol, self.params, long=True)
+                if size > 0:
+                    ctx.order_target(symbol, size)
+        elif held > 0:
+            ctx.order_target(symbol, 0.0)
