@@ -255,3 +255,15 @@ def test_a_buy_that_covers_and_goes_long_is_checked_for_the_long_part() -> None:
     s = Scripted({0: lambda c: c.sell("X", 10), 1: lambda c: c.buy("X", 1_000)})
     _, broker = run(bars(ROWS), s, cash=50.0)
     assert broker.orders["s-2"].status is OrderStatus.REJECTED
+
+
+def test_buying_power_excludes_cash_reserved_by_working_buys() -> None:
+    seen: list[float] = []
+    s = Scripted(
+        {
+            0: lambda c: c.buy("X", 10, limit=90.0),  # reserves 900, never fills
+            1: lambda c: seen.append(c.buying_power),
+        }
+    )
+    run(bars(ROWS), s)
+    assert seen == [pytest.approx(10_000 - 900)]

@@ -26,7 +26,7 @@ from tradeloom.engine.result import (
     TRADE_COLUMNS,
     BacktestResult,
 )
-from tradeloom.errors import ConfigError, DataError, TradeloomError
+from tradeloom.errors import ConfigError, DataError
 from tradeloom.execution import SimulatedBroker
 from tradeloom.portfolio import Trade
 from tradeloom.risk import RiskGate, RiskRule
@@ -164,7 +164,7 @@ def run_backtest(
             run_id, output, broker, market, initial_cash, currency, benchmark, config,
             title or ", ".join(sid for sid, _ in strategies), provenance or {},
         )  # fmt: skip
-    except TradeloomError as exc:
+    except Exception as exc:  # observers hear about every failure, then it propagates
         if host is not None:
             host.hook.tradeloom_run_finish(
                 run_id=run_id, mode="backtest", summary={"status": "failed", "error": str(exc)}
@@ -251,6 +251,9 @@ def _result(
     provenance = {
         "framework_version": _version("tradeloom"),
         "data_fingerprint": market.fingerprint(),
+        "data": market.description,
+        "data_rows_dropped": market.quality.dropped_rows,
+        "data_problems": list(market.quality.problems),
         **provenance,
     }
     return BacktestResult(

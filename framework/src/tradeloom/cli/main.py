@@ -136,6 +136,12 @@ def _print_summary(result, written: dict[str, Path], title: str) -> None:  # typ
     for label, value in result.metrics.display_rows():
         table.add_row(label, value)
     out.print(table)
+    dropped = result.provenance.get("data_rows_dropped", 0)
+    problems = result.provenance.get("data_problems", [])
+    if dropped or problems:
+        out.print(f"[bold yellow]Data quality[/bold yellow]: {dropped} bad rows dropped")
+        for line in problems:
+            out.print(f"  • {line}")
     out.print("[bold]Assumptions[/bold]")
     for line in result.conventions:
         out.print(f"  • {line}")

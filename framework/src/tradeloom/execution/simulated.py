@@ -113,6 +113,10 @@ class SimulatedBroker(Broker):
             ledger.currency, ledger.cash, ledger.cash + value, value, ledger.gross_exposure()
         )
 
+    def buying_power(self) -> float:
+        """Cash not reserved by working buy orders (what a new buy may spend)."""
+        return self.ledger.cash - self._reserved_cash()
+
     def drain(self) -> list[BrokerEvent]:
         events, self._events = self._events, []
         return events

@@ -90,6 +90,12 @@ class Context:
         return self._engine.broker.ledger.cash
 
     @property
+    def buying_power(self) -> float:
+        """Cash not already reserved by working buy orders of any strategy: what a new buy may
+        spend without being rejected at submission."""
+        return self._engine.broker.buying_power()
+
+    @property
     def equity(self) -> float:
         """Cash plus positions marked at the latest closes."""
         return self._engine.broker.ledger.equity()
