@@ -35,9 +35,18 @@ class BuyOnce(Strategy):
             ctx.buy(bar.symbol, self.params.quantity)
 
 
+class Crash(Strategy):
+    """Raises on its third bar."""
+
+    def on_bar(self, ctx, bar):
+        if ctx.bar_count(bar.symbol) == 3:
+            raise KeyError("missing indicator")
+
+
 @hookimpl
 def tradeloom_register_strategies(register):
     register("hello-buy-once", BuyOnce)
+    register("hello-crash", Crash)
 '''
 
 BROKEN = """
@@ -161,6 +170,22 @@ def test_installed_plugin_is_listed_and_runs_while_a_broken_one_is_isolated(
     trades_or_fills = (tmp_path / "out" / "orders.csv").read_text().splitlines()
     assert len(trades_or_fills) == 2 and ",filled," in trades_or_fills[1]
     assert ",7.0," in trades_or_fills[1]
+
+
+def test_a_strategy_that_raises_exits_1_with_one_line(
+    sites: dict[str, Path], tmp_path: Path
+) -> None:
+    config = tmp_path / "crash.toml"
+    config.write_text(
+        '[data]\ntype = "dataset"\nparams = { name = "us-stocks-daily", symbols = ["IBM"] }\n'
+        '[strategy]\nid = "c1"\ntype = "hello-crash"\n[run]\nstart = "2010-01-04"\n'
+    )
+    run = _cli(["backtest", str(config), "--out", str(tmp_path / "o")], [sites["a"]], tmp_path)
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert "strategy 'c1' (Crash) raised in on_bars at 2010-01-06" in lines[0]
+    assert "KeyError" in lines[0] and "Traceback" not in run.stderr
 
 
 def test_duplicate_component_name_is_an_error_naming_both_distributions(
