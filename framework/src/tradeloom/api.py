@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,15 +21,15 @@ from tradeloom.components import Kind, Mode
 from tradeloom.data import DataSource, MarketData
 from tradeloom.engine.backtest import BacktestEngine, EngineOutput
 from tradeloom.engine.result import (
-    EQUITY_COLUMNS,
-    FILL_COLUMNS,
-    ORDER_COLUMNS,
-    TRADE_COLUMNS,
     BacktestResult,
+    build_result,
+    equity_frame,
+    fills_frame,
+    orders_frame,
+    trades_frame,
 )
 from tradeloom.errors import ConfigError, DataError
 from tradeloom.execution import SimulatedBroker
-from tradeloom.portfolio import Trade
 from tradeloom.risk import RiskGate, RiskRule
 from tradeloom.strategy import Strategy
 
@@ -119,6 +120,8 @@ def run_backtest(
 
     ``strategies`` is one strategy or a list of ``(strategy_id, strategy)`` pairs.
     """
+    clock = time.perf_counter  # durations only, for the benchmark; never time of day
+    t0 = clock()
     start_ts = _utc(start)
     end_ts = _utc(end)
     if start_ts is not None and end_ts is not None and end_ts < start_ts:
@@ -159,7 +162,9 @@ def run_backtest(
         engine = BacktestEngine(
             market, strategies, broker, RiskGate(risk), initial_cash=initial_cash, currency=currency
         )
+        t1 = clock()
         output = engine.run()
+        t2 = clock()
         result = _result(
             run_id, output, broker, market, initial_cash, currency, benchmark, config,
             title or ", ".join(sid for sid, _ in strategies), provenance or {},
@@ -170,6 +175,7 @@ def run_backtest(
                 run_id=run_id, mode="backtest", summary={"status": "failed", "error": str(exc)}
             )
         raise
+    result.timings = {"load": t1 - t0, "loop": t2 - t1, "results": clock() - t2}
     if host is not None:
         host.hook.tradeloom_run_finish(
             run_id=run_id,
@@ -191,115 +197,21 @@ def _result(
     title: str,
     provenance: dict[str, Any],
 ) -> BacktestResult:
-    from tradeloom.report.metrics import compute_metrics
-
-    index = pd.DatetimeIndex(pd.to_datetime(out.ts, utc=True), name="ts")
-    equity = pd.DataFrame(
-        {
-            "cash": out.cash,
-            "position_value": out.position_value,
-            "equity": out.equity,
-            "gross_exposure": out.gross_exposure,
-        },
-        index=index,
-    )[EQUITY_COLUMNS]
-    trades = _trades_frame(broker.ledger.trades)
-    orders = pd.DataFrame(
-        [
-            {
-                "client_order_id": o.client_order_id,
-                "strategy_id": o.strategy_id,
-                "symbol": o.symbol,
-                "side": o.side.value,
-                "type": o.type.value,
-                "quantity": o.quantity,
-                "limit_price": o.limit_price,
-                "stop_price": o.stop_price,
-                "tif": o.tif.value,
-                "status": o.status.value,
-                "filled_quantity": o.filled_quantity,
-                "avg_fill_price": o.avg_fill_price if o.filled_quantity else None,
-                "created_time": _ts(o.created_ts),
-                "updated_time": _ts(o.updated_ts),
-                "reason": o.reason,
-            }
-            for o in out.orders
-        ],
-        columns=ORDER_COLUMNS,
-    )
-    fills = pd.DataFrame(
-        [
-            {
-                "fill_id": f.fill_id,
-                "client_order_id": f.client_order_id,
-                "strategy_id": f.strategy_id,
-                "symbol": f.symbol,
-                "side": f.side.value,
-                "quantity": f.quantity,
-                "price": f.price,
-                "fee": f.fee,
-                "time": _ts(f.ts),
-            }
-            for f in out.fills
-        ],
-        columns=FILL_COLUMNS,
-    )
-    bench = None
-    if benchmark is not None:
-        bench = market.frames[benchmark]["close"].reindex(index).ffill().rename(benchmark)
-    metrics = compute_metrics(equity, trades, fills, initial_cash=initial_cash, benchmark=bench)
-    provenance = {
-        "framework_version": _version("tradeloom"),
-        "data_fingerprint": market.fingerprint(),
-        "data": market.description,
-        "data_rows_dropped": market.quality.dropped_rows,
-        "data_problems": list(market.quality.problems),
-        **provenance,
-    }
-    return BacktestResult(
+    return build_result(
         run_id=run_id,
-        equity=equity,
-        trades=trades,
-        orders=orders,
-        fills=fills,
-        metrics=metrics,
+        equity=equity_frame(out.ts, out.cash, out.position_value, out.equity, out.gross_exposure),
+        trades=trades_frame(broker.ledger.trades),
+        orders=orders_frame(out.orders),
+        fills=fills_frame(out.fills),
+        market=market,
         initial_cash=initial_cash,
         currency=currency,
-        conventions=broker.conventions(),
-        config=config or {},
+        benchmark=benchmark,
+        config=config,
         title=title,
-        benchmark=bench,
-        benchmark_symbol=benchmark,
-        data_fingerprint=provenance["data_fingerprint"],
         provenance=provenance,
+        conventions=broker.conventions(),
     )
-
-
-def _trades_frame(trades: list[Trade]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "symbol": t.symbol,
-                "side": t.side,
-                "quantity": t.quantity,
-                "entry_time": _ts(t.entry_ts),
-                "entry_price": t.entry_price,
-                "exit_time": _ts(t.exit_ts),
-                "exit_price": t.exit_price,
-                "pnl": t.pnl,
-                "fees": t.fees,
-                "return_pct": t.return_pct,
-                "bars_held": t.bars_held,
-                "strategy_id": t.strategy_id,
-            }
-            for t in trades
-        ],
-        columns=TRADE_COLUMNS,
-    )
-
-
-def _ts(ns: int) -> pd.Timestamp:
-    return pd.Timestamp(ns, tz="UTC")
 
 
 def _utc(value: pd.Timestamp | str | None) -> pd.Timestamp | None:
@@ -311,15 +223,6 @@ def _utc(value: pd.Timestamp | str | None) -> pd.Timestamp | None:
 
 def _default_id(strategy: Strategy) -> str:
     return type(strategy).__name__.lower()
-
-
-def _version(dist: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _provenance(resolved: ResolvedDeployment, strategies: list[Strategy]) -> dict[str, Any]:

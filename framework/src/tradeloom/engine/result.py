@@ -9,6 +9,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import numpy as np
+
+    from tradeloom.data import MarketData
+    from tradeloom.model import Fill, Order
+    from tradeloom.portfolio import Trade
     from tradeloom.report.metrics import Metrics
 
 EQUITY_COLUMNS = ["cash", "position_value", "equity", "gross_exposure"]
@@ -59,6 +66,8 @@ class BacktestResult:
     benchmark_symbol: str | None = None
     data_fingerprint: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent: ``load`` (data), ``loop`` (the engine), ``results`` (frames, metrics)."""
 
     def report(self, path: str | Path) -> Path:
         """Write the self-contained HTML report to ``path`` and return it."""
@@ -82,3 +91,156 @@ class BacktestResult:
             f"total return {shown.get('Total return', '—')}, "
             f"Sharpe {shown.get('Sharpe ratio', '—')}>"
         )
+
+
+# --- building results (shared by the event and the vector engine) -------------------------------
+
+
+def _ts(ns: int) -> pd.Timestamp:
+    return pd.Timestamp(ns, tz="UTC")
+
+
+def equity_frame(
+    ts: np.ndarray,
+    cash: np.ndarray,
+    position_value: np.ndarray,
+    equity: np.ndarray,
+    gross_exposure: np.ndarray,
+) -> pd.DataFrame:
+    """The equity DataFrame from int64-nanosecond timestamps and float arrays."""
+    index = pd.DatetimeIndex(pd.to_datetime(ts, utc=True), name="ts")
+    return pd.DataFrame(
+        {
+            "cash": cash,
+            "position_value": position_value,
+            "equity": equity,
+            "gross_exposure": gross_exposure,
+        },
+        index=index,
+    )[EQUITY_COLUMNS]
+
+
+def trades_frame(trades: Iterable[Trade]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "symbol": t.symbol,
+                "side": t.side,
+                "quantity": t.quantity,
+                "entry_time": _ts(t.entry_ts),
+                "entry_price": t.entry_price,
+                "exit_time": _ts(t.exit_ts),
+                "exit_price": t.exit_price,
+                "pnl": t.pnl,
+                "fees": t.fees,
+                "return_pct": t.return_pct,
+                "bars_held": t.bars_held,
+                "strategy_id": t.strategy_id,
+            }
+            for t in trades
+        ],
+        columns=TRADE_COLUMNS,
+    )
+
+
+def orders_frame(orders: Iterable[Order]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "client_order_id": o.client_order_id,
+                "strategy_id": o.strategy_id,
+                "symbol": o.symbol,
+                "side": o.side.value,
+                "type": o.type.value,
+                "quantity": o.quantity,
+                "limit_price": o.limit_price,
+                "stop_price": o.stop_price,
+                "tif": o.tif.value,
+                "status": o.status.value,
+                "filled_quantity": o.filled_quantity,
+                "avg_fill_price": o.avg_fill_price if o.filled_quantity else None,
+                "created_time": _ts(o.created_ts),
+                "updated_time": _ts(o.updated_ts),
+                "reason": o.reason,
+            }
+            for o in orders
+        ],
+        columns=ORDER_COLUMNS,
+    )
+
+
+def fills_frame(fills: Iterable[Fill]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "fill_id": f.fill_id,
+                "client_order_id": f.client_order_id,
+                "strategy_id": f.strategy_id,
+                "symbol": f.symbol,
+                "side": f.side.value,
+                "quantity": f.quantity,
+                "price": f.price,
+                "fee": f.fee,
+                "time": _ts(f.ts),
+            }
+            for f in fills
+        ],
+        columns=FILL_COLUMNS,
+    )
+
+
+def build_result(
+    *,
+    run_id: str,
+    equity: pd.DataFrame,
+    trades: pd.DataFrame,
+    orders: pd.DataFrame,
+    fills: pd.DataFrame,
+    market: MarketData,
+    initial_cash: float,
+    currency: str,
+    benchmark: str | None,
+    config: dict[str, Any] | None,
+    title: str,
+    provenance: dict[str, Any],
+    conventions: list[str],
+) -> BacktestResult:
+    """Metrics, benchmark and provenance around the frames an engine produced."""
+    from importlib import metadata
+
+    from tradeloom.report.metrics import compute_metrics
+
+    bench = None
+    if benchmark is not None:
+        close = market.frames[benchmark]["close"]
+        bench = close.reindex(equity.index).ffill().rename(benchmark)
+    metrics = compute_metrics(equity, trades, fills, initial_cash=initial_cash, benchmark=bench)
+    try:
+        version = metadata.version("tradeloom")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    provenance = {
+        "framework_version": version,
+        "data_fingerprint": market.fingerprint(),
+        "data": market.description,
+        "data_rows_dropped": market.quality.dropped_rows,
+        "data_problems": list(market.quality.problems),
+        **provenance,
+    }
+    return BacktestResult(
+        run_id=run_id,
+        equity=equity,
+        trades=trades,
+        orders=orders,
+        fills=fills,
+        metrics=metrics,
+        initial_cash=initial_cash,
+        currency=currency,
+        conventions=conventions,
+        config=config or {},
+        title=title,
+        benchmark=bench,
+        benchmark_symbol=benchmark,
+        data_fingerprint=provenance["data_fingerprint"],
+        provenance=provenance,
+    )

@@ -14,15 +14,17 @@ Orders are market orders placed on the signal bar; under the default simulated b
 at the next bar's open, and a signal on the last bar never fills.
 
 The moving averages are running sums updated once per bar (add the new close, drop the one that
-left the window, read from ``ctx.history``), so a bar costs O(1) whatever the windows. To keep
-float drift bounded over millions of bars the sums are re-anchored with an exact ``math.fsum``
-of the window once every ``slow`` bars (amortised O(1)).
+left the window, kept in the strategy's own ring buffer of the last ``slow`` closes), so a bar
+costs O(1) whatever the windows and allocates nothing. To keep float drift bounded over millions
+of bars the sums are re-anchored with an exact ``math.fsum`` of the window once every ``slow``
+bars (amortised O(1)).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from pydantic import Field, model_validator
 
@@ -42,6 +44,8 @@ class _SmaState:
     sum_slow: float = 0.0
     prev_d: float | None = None
     """``d`` at the previous bar, once it exists."""
+    window: deque[float] = field(default_factory=deque)
+    """The last ``slow`` closes, oldest first."""
 
 
 class SmaCrossover(Strategy):
@@ -71,44 +75,38 @@ class SmaCrossover(Strategy):
 
     def on_start(self, ctx: Context) -> None:
         self._state: dict[str, _SmaState] = {}
+        self._fast, self._slow = self.params.fast, self.params.slow
 
     def on_bar(self, ctx: Context, bar: Bar) -> None:
-        symbol = bar.symbol
-        state = self._state.get(symbol)
+        # The hot path of every backtest that uses this strategy: kept flat on purpose.
+        state = self._state.get(bar.symbol)
         if state is None:
-            state = self._state[symbol] = _SmaState()
-        d = self._update(ctx, symbol, state)
-        if d is None:
+            state = self._state[bar.symbol] = _SmaState(window=deque(maxlen=self.params.slow))
+        fast, slow = self._fast, self._slow
+        window = state.window
+        close = bar.close
+        held = len(window)
+        if held >= fast:
+            state.sum_fast -= window[-fast]
+        if held == slow:
+            state.sum_slow -= window[0]
+        window.append(close)
+        state.sum_fast += close
+        state.sum_slow += close
+        n = state.bars = state.bars + 1
+        if n % slow == 0:  # exact re-anchoring bounds float drift
+            state.sum_slow = math.fsum(window)
+            state.sum_fast = math.fsum(window[i] for i in range(slow - fast, slow))
+        if n < slow:
             return
+        d = state.sum_fast / fast - state.sum_slow / slow
         prev, state.prev_d = state.prev_d, d
         if prev is None:
             return
         if d > 0 >= prev:
-            self._on_cross(ctx, symbol, up=True)
+            self._on_cross(ctx, bar.symbol, up=True)
         elif d < 0 <= prev:
-            self._on_cross(ctx, symbol, up=False)
-
-    def _update(self, ctx: Context, symbol: str, state: _SmaState) -> float | None:
-        """Fold the current bar into the running sums; return ``d`` once ``slow`` bars exist."""
-        fast, slow = self.params.fast, self.params.slow
-        n = ctx.bar_count(symbol)
-        closes = ctx.history(symbol, slow + 1)
-        if n != state.bars + 1 or n % slow == 0:
-            # First use, a gap in the bars we were shown, or the periodic exact re-anchoring.
-            state.sum_fast = math.fsum(closes[-fast:].tolist())
-            state.sum_slow = math.fsum(closes[-slow:].tolist())
-        else:
-            close = float(closes[-1])
-            state.sum_fast += close
-            if n > fast:
-                state.sum_fast -= float(closes[-1 - fast])
-            state.sum_slow += close
-            if n > slow:
-                state.sum_slow -= float(closes[-1 - slow])
-        state.bars = n
-        if n < slow:
-            return None
-        return state.sum_fast / fast - state.sum_slow / slow
+            self._on_cross(ctx, bar.symbol, up=False)
 
     def _on_cross(self, ctx: Context, symbol: str, *, up: bool) -> None:
         held = ctx.position(symbol).quantity
