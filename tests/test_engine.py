@@ -87,7 +87,7 @@ def test_a_strategy_that_raises_fails_the_backtest_naming_it() -> None:
 
     with pytest.raises(
         RunError,
-        match=r"strategy 's' \(Broken\) raised in on_bars at 2024-01-03.*ZeroDivisionError: oops",
+        match=r"strategy 's' \(Broken\) raised in on_bar at 2024-01-03.*ZeroDivisionError: oops",
     ):
         run(bars(ROWS), Broken())
 
@@ -118,3 +118,32 @@ def test_equity_is_cash_plus_positions_every_bar() -> None:
     assert out.position_value[1] == pytest.approx(5 * 11.0)
     assert out.position_value[4] == pytest.approx(-3 * 14.0)
     assert out.position_value[7] == 0.0
+
+
+def test_equity_rebuilt_after_the_loop_matches_what_strategies_saw() -> None:
+    """The equity curve is rebuilt from the fill journal; it must equal ctx.equity bar by bar,
+    also with symbols whose bars do not line up."""
+    rng = np.random.default_rng(7)
+
+    def walk(n: int, start: str, freq: str) -> pd.DataFrame:
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+        rows = [(c * 1.001, c * 1.01, c * 0.99, c) for c in close]
+        return bars(rows, start=start, freq=freq)
+
+    class Trader(Strategy):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[float] = []
+
+        def on_bars(self, ctx, bars) -> None:  # type: ignore[no-untyped-def]
+            self.seen.append(ctx.equity)
+            for symbol in bars:
+                if rng.random() < 0.2:
+                    ctx.order(symbol, float(rng.integers(-5, 6)) or 1.0)
+
+    trader = Trader()
+    frames = {"A": walk(300, "2024-01-01", "D"), "B": walk(200, "2024-03-01", "2D")}
+    out, broker = run(frames, trader, cash=1e6)
+    assert len(broker.ledger.journal) > 50
+    assert len(out.equity) == len(trader.seen)
+    assert np.allclose(out.equity, trader.seen, rtol=0, atol=1e-6)

@@ -184,7 +184,7 @@ def test_a_strategy_that_raises_exits_1_with_one_line(
     assert run.returncode == 1
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1, run.stderr
-    assert "strategy 'c1' (Crash) raised in on_bars at 2010-01-06" in lines[0]
+    assert "strategy 'c1' (Crash) raised in on_bar at 2010-01-06" in lines[0]
     assert "KeyError" in lines[0] and "Traceback" not in run.stderr
 
 

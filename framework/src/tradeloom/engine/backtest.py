@@ -10,13 +10,19 @@ For each timestamp, in this order:
 4. with ``fill_at = "close"`` the broker fills the new market orders at this bar's close;
 5. updates are delivered until no callback places another order; then equity is recorded.
 
-No pluggy and no pandas on this path: bars are tuples built from plain lists.
+No pluggy, no pandas and no per-bar bookkeeping on this path: bars are tuples built from plain
+lists, the broker is called only for symbols with working orders, the latest prices are a live
+view of the engine's position in the data, and the equity curve is rebuilt after the loop from
+the ledger's journal of fills (cash and positions change only at fills).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -53,13 +59,42 @@ class EngineOutput:
 class _History:
     """Per-symbol source arrays and the buffer strategies read, filled up to the current bar."""
 
-    __slots__ = ("buf", "filled", "index", "src")
+    __slots__ = ("buf", "filled", "src")
 
     def __init__(self, src: np.ndarray) -> None:
         self.src = src
         self.buf = np.full_like(src, np.nan)
         self.filled = 0
-        self.index = -1
+
+
+class _Prices(Mapping[str, float]):
+    """The latest close of each symbol, read live from the engine's position in the data."""
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: BacktestEngine) -> None:
+        self._engine = engine
+
+    def __getitem__(self, symbol: str) -> float:
+        engine = self._engine
+        i = engine.bar_index(symbol)
+        if i < 0:
+            raise KeyError(symbol)
+        return engine._close[symbol][i]
+
+    def get(self, symbol: str, default: float | None = None) -> float | None:  # type: ignore[override]
+        engine = self._engine
+        closes = engine._close.get(symbol)
+        if closes is None:
+            return default
+        i = engine.bar_index(symbol)
+        return closes[i] if i >= 0 else default
+
+    def __iter__(self) -> Iterator[str]:
+        return (s for s in self._engine.symbols if self._engine.bar_index(s) >= 0)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class BacktestEngine:
@@ -88,22 +123,47 @@ class BacktestEngine:
         self.now = 0
         self.orders: dict[str, Order] = {}
         self.fills: list[Fill] = []
+        self.prices = _Prices(self)
         self._seq: dict[str, int] = dict.fromkeys(ids, 0)
         self._queue: list[OrderUpdate | Fill] = []
         self._contexts = {sid: Context(self, sid) for sid in ids}
         self._by_id = dict(self.strategies)
+        # Only strategies that override a callback are called for it.
+        self._wants_fill = {
+            sid for sid, s in self.strategies if type(s).on_fill is not Strategy.on_fill
+        }
+        self._wants_order = {
+            sid for sid, s in self.strategies if type(s).on_order is not Strategy.on_order
+        }
+        self._ts = {s: data.frames[s].index.as_unit("ns").asi8 for s in self.symbols}
         self._hist = {
             s: _History(np.ascontiguousarray(data.frames[s][list(BAR_COLUMNS)].to_numpy().T))
             for s in self.symbols
         }
+        self._close = {s: self._hist[s].src[3].tolist() for s in self.symbols}
+        # Position in the data: one counter shared by all symbols when they have bars at the
+        # same timestamps (the common case), else one per symbol.
+        self._aligned = all(
+            len(self._ts[s]) == len(self._ts[self.symbols[0]])
+            and np.array_equal(self._ts[s], self._ts[self.symbols[0]])
+            for s in self.symbols
+        )
+        self._k = -1
+        self._index = dict.fromkeys(self.symbols, -1)
 
-    # --- called by Context ----------------------------------------------------------------------
+    # --- called by Context and the broker -------------------------------------------------------
+    def bar_index(self, symbol: str) -> int:
+        """Index of the current bar of ``symbol`` in its own data (-1 before its first bar)."""
+        if self._aligned and symbol in self._index:
+            return self._k
+        return self._index[symbol]
+
     def seen(self, symbol: str) -> int:
-        return self._hist_of(symbol).index + 1
+        return self._index_of(symbol) + 1
 
     def history(self, symbol: str, row: int, n: int | None) -> np.ndarray:
-        h = self._hist_of(symbol)
-        end = h.index + 1
+        end = self._index_of(symbol) + 1
+        h = self._hist[symbol]
         if h.filled < end:
             h.buf[:, h.filled : end] = h.src[:, h.filled : end]
             h.filled = end
@@ -113,8 +173,8 @@ class BacktestEngine:
         return view
 
     def last_price(self, symbol: str) -> float:
-        h = self._hist_of(symbol)
-        return float(h.src[3, h.index]) if h.index >= 0 else float("nan")
+        i = self._index_of(symbol)
+        return self._close[symbol][i] if i >= 0 else float("nan")
 
     def working_orders(self) -> list[Order]:
         return self.broker.open_orders()
@@ -158,9 +218,9 @@ class BacktestEngine:
     def cancel(self, client_order_id: str) -> None:
         self.broker.cancel(client_order_id)
 
-    def _hist_of(self, symbol: str) -> _History:
+    def _index_of(self, symbol: str) -> int:
         try:
-            return self._hist[symbol]
+            return self._k if self._aligned and symbol in self._index else self._index[symbol]
         except KeyError:
             raise RunError(
                 f"unknown symbol {symbol!r}; this run has {', '.join(self.symbols)}"
@@ -174,94 +234,189 @@ class BacktestEngine:
             equity=ledger.equity(),
             positions=ledger.positions(),
             open_orders=self.broker.open_orders(),
-            last_prices=dict(ledger.last_price),
+            last_prices=dict(self.prices),
         )
 
     # --- the loop -------------------------------------------------------------------------------
     def run(self) -> EngineOutput:
-        symbols = self.symbols
-        columns = {
-            s: (
-                self.data.frames[s].index.as_unit("ns").asi8.tolist(),
-                *(self._hist[s].src.tolist()),
-            )
-            for s in symbols
-        }
-        timeline = np.unique(
-            np.concatenate([self.data.frames[s].index.as_unit("ns").asi8 for s in symbols])
-        )
-        n = len(timeline)
-        cash = np.empty(n)
-        value = np.empty(n)
-        equity = np.empty(n)
-        gross = np.empty(n)
-        ptr = dict.fromkeys(symbols, 0)
-        lengths = {s: len(columns[s][0]) for s in symbols}
         broker = self.broker
-        broker.start(initial_cash=self.initial_cash, currency=self.currency, symbols=symbols)
-        ledger = broker.ledger
-        hist = self._hist
-
+        broker.start(
+            initial_cash=self.initial_cash,
+            currency=self.currency,
+            symbols=self.symbols,
+            market=self,
+        )
         for sid, strategy in self.strategies:
             self._call(sid, "on_start", strategy.on_start, self._contexts[sid])
-
-        for k, t in enumerate(timeline.tolist()):
-            self.now = t
-            broker.set_time(t)
-            bars: dict[str, Bar] = {}
-            for s in symbols:
-                i = ptr[s]
-                if i < lengths[s]:
-                    col = columns[s]
-                    if col[0][i] == t:
-                        bar = Bar(s, t, col[1][i], col[2][i], col[3][i], col[4][i], col[5][i])
-                        bars[s] = bar
-                        ptr[s] = i + 1
-                        hist[s].index = i
-                        broker.on_bar(bar)
-            self._deliver()
-            for sid, strategy in self.strategies:
-                self._call(sid, "on_bars", strategy.on_bars, self._contexts[sid], bars)
-            for bar in bars.values():
-                broker.on_close(bar)
-            self._deliver()
-            value_k = ledger.position_value()
-            cash[k] = ledger.cash
-            value[k] = value_k
-            equity[k] = ledger.cash + value_k
-            gross[k] = ledger.gross_exposure()
-
+        self._deliver()
+        with _quiet_gc():
+            if len(self.symbols) == 1:
+                timeline = self._ts[self.symbols[0]]
+                self._loop_one_symbol()
+            else:
+                timeline = np.unique(np.concatenate([self._ts[s] for s in self.symbols]))
+                self._loop_merged(timeline)
         broker.cancel_all("backtest ended before the order could fill")
         self._deliver()
         for sid, strategy in self.strategies:
             self._call(sid, "on_stop", strategy.on_stop, self._contexts[sid])
         self._deliver()
+        return self._output(timeline)
+
+    def _callbacks(self) -> tuple[list, list]:  # type: ignore[type-arg]
+        """Strategies that keep the default ``on_bars`` are called per bar, without it."""
+        per_bar, per_step = [], []
+        for sid, strategy in self.strategies:
+            ctx = self._contexts[sid]
+            if type(strategy).on_bars is Strategy.on_bars:
+                per_bar.append((sid, strategy.on_bar, ctx))
+            else:
+                per_step.append((sid, strategy.on_bars, ctx))
+        return per_bar, per_step
+
+    def _loop_one_symbol(self) -> None:
+        (symbol,) = self.symbols
+        src = self._hist[symbol].src.tolist()
+        rows = zip(repeat(symbol), self._ts[symbol].tolist(), *src, strict=False)
+        per_bar, per_step = self._callbacks()
+        broker = self.broker
+        working = broker.working[symbol]
+        events = broker.events
+        queue = self._queue
+        at_close = broker.params.fill_at == "close"
+        make = tuple.__new__
+        current = ""
+        try:
+            for k, row in enumerate(rows):
+                bar = make(Bar, row)
+                self._k = k
+                self.now = row[1]
+                if working:
+                    current = ""
+                    broker.on_bar(bar)
+                if events or queue:
+                    self._deliver()
+                for current, on_bar, ctx in per_bar:  # noqa: B007 (read when it raises)
+                    on_bar(ctx, bar)
+                if per_step:
+                    bars = {symbol: bar}
+                    for current, on_bars, ctx in per_step:  # noqa: B007 (read when it raises)
+                        on_bars(ctx, bars)
+                if at_close and working:
+                    current = ""
+                    broker.on_close(bar)
+                if events or queue:
+                    self._deliver()
+        except TradeloomError:
+            raise
+        except Exception as exc:
+            raise self._strategy_error(current, self._bar_callback(current), exc) from exc
+
+    def _loop_merged(self, timeline: np.ndarray) -> None:
+        symbols = self.symbols
+        rows = {
+            s: list(zip(repeat(s), self._ts[s].tolist(), *self._hist[s].src.tolist(), strict=False))
+            for s in symbols
+        }
+        lengths = {s: len(rows[s]) for s in symbols}
+        ptr = dict.fromkeys(symbols, 0)
+        per_bar, per_step = self._callbacks()
+        broker = self.broker
+        working = broker.working
+        events = broker.events
+        queue = self._queue
+        at_close = broker.params.fill_at == "close"
+        index = self._index
+        aligned = self._aligned
+        make = tuple.__new__
+        current = ""
+        try:
+            for k, t in enumerate(timeline.tolist()):
+                self.now = t
+                self._k = k
+                bars: dict[str, Bar] = {}
+                for s in symbols:
+                    i = ptr[s]
+                    if i < lengths[s] and rows[s][i][1] == t:
+                        bar = bars[s] = make(Bar, rows[s][i])
+                        ptr[s] = i + 1
+                        if not aligned:
+                            index[s] = i
+                        if working[s]:
+                            current = ""
+                            broker.on_bar(bar)
+                if events or queue:
+                    self._deliver()
+                if per_bar:
+                    for bar in bars.values():
+                        for current, on_bar, ctx in per_bar:  # noqa: B007 (read when it raises)
+                            on_bar(ctx, bar)
+                for current, on_bars, ctx in per_step:  # noqa: B007 (read when it raises)
+                    on_bars(ctx, bars)
+                if at_close:
+                    current = ""
+                    for s, bar in bars.items():
+                        if working[s]:
+                            broker.on_close(bar)
+                if events or queue:
+                    self._deliver()
+        except TradeloomError:
+            raise
+        except Exception as exc:
+            raise self._strategy_error(current, self._bar_callback(current), exc) from exc
+
+    def _output(self, timeline: np.ndarray) -> EngineOutput:
+        """Rebuild cash, positions and equity per timestamp from the ledger's journal."""
+        ledger = self.broker.ledger
+        n = len(timeline)
+        journal = ledger.journal
+        cash = np.full(n, ledger.initial_cash)
+        value = np.zeros(n)
+        gross = np.zeros(n)
+        if journal:
+            j_ts = np.fromiter((e[0] for e in journal), np.int64, len(journal))
+            steps = np.searchsorted(timeline, j_ts)
+            cash_after = np.fromiter((e[1] for e in journal), np.float64, len(journal))
+            cash = _step_series(steps, cash_after, n, ledger.initial_cash)
+            for symbol in self.symbols:
+                mine = [i for i, e in enumerate(journal) if e[2] == symbol]
+                if not mine:
+                    continue
+                qty = _step_series(
+                    steps[mine], np.array([journal[i][3] for i in mine], np.float64), n, 0.0
+                )
+                close = np.asarray(self._close[symbol])
+                at = np.searchsorted(self._ts[symbol], timeline, side="right") - 1
+                marked = np.where(at >= 0, close[np.maximum(at, 0)], 0.0)
+                value += qty * marked
+                gross += np.abs(qty) * marked
         return EngineOutput(
-            timeline, cash, value, equity, gross, list(self.orders.values()), self.fills
+            timeline, cash, value, cash + value, gross, list(self.orders.values()), self.fills
         )
 
     def _deliver(self) -> None:
         """Route broker events to their strategies until no callback places a new order."""
+        orders, fills = self.orders, self.fills
+        wants_fill, wants_order = self._wants_fill, self._wants_order
         for _ in range(MAX_ROUNDS):
             events = self._queue + self.broker.drain()
-            self._queue = []
+            self._queue.clear()
             if not events:
                 return
             for event in events:
-                if isinstance(event, Fill):
-                    self.fills.append(event)
+                if type(event) is Fill:
+                    fills.append(event)
                     sid = event.strategy_id
-                    if sid in self._by_id:
-                        self._call(
-                            sid, "on_fill", self._by_id[sid].on_fill, self._contexts[sid], event
-                        )
+                    if sid in wants_fill:
+                        strategy = self._by_id[sid]
+                        self._call(sid, "on_fill", strategy.on_fill, self._contexts[sid], event)
                 else:
-                    self.orders[event.order.client_order_id] = event.order
-                    sid = event.order.strategy_id
-                    if sid in self._by_id:
-                        self._call(
-                            sid, "on_order", self._by_id[sid].on_order, self._contexts[sid], event
-                        )
+                    order = event.order
+                    orders[order.client_order_id] = order
+                    sid = order.strategy_id
+                    if sid in wants_order:
+                        strategy = self._by_id[sid]
+                        self._call(sid, "on_order", strategy.on_order, self._contexts[sid], event)
         raise RunError(
             f"strategies kept placing orders in response to order events more than {MAX_ROUNDS} "
             f"times at {np.datetime64(self.now, 'ns')}: a runaway loop"
@@ -273,8 +428,47 @@ class BacktestEngine:
         except TradeloomError:
             raise
         except Exception as exc:
-            when = np.datetime64(self.now, "ns")
-            raise RunError(
-                f"strategy {sid!r} ({type(self._by_id[sid]).__name__}) raised in {name} at "
-                f"{when}: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise self._strategy_error(sid, name, exc) from exc
+
+    def _bar_callback(self, sid: str) -> str:
+        strategy = self._by_id.get(sid)
+        overrides = strategy is not None and type(strategy).on_bars is not Strategy.on_bars
+        return "on_bars" if overrides else "on_bar"
+
+    def _strategy_error(self, sid: str, name: str, exc: Exception) -> Exception:
+        if not sid:  # raised by the engine or the broker itself: a bug, not a strategy fault
+            return exc
+        when = np.datetime64(self.now, "ns")
+        return RunError(
+            f"strategy {sid!r} ({type(self._by_id[sid]).__name__}) raised in {name} at "
+            f"{when}: {type(exc).__name__}: {exc}"
+        )
+
+
+def _step_series(steps: np.ndarray, values: np.ndarray, n: int, initial: float) -> np.ndarray:
+    """A series over ``n`` steps that holds ``initial`` until the first step in ``steps`` and
+    then the latest value recorded at or before each step (``steps`` ascending)."""
+    last = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(last, steps, np.arange(len(steps)))
+    last = np.maximum.accumulate(last)
+    return np.where(last >= 0, values[np.maximum(last, 0)], initial)
+
+
+@contextmanager
+def _quiet_gc() -> Iterator[None]:
+    """Keep the cyclic garbage collector from rescanning the run's growing order history.
+
+    A run allocates many small objects (bars, orders, events) and keeps tens of thousands of
+    them; CPython's default thresholds then trigger full collections over all of them again and
+    again (about 12 % of a 1M-bar run). Objects alive before the loop are frozen out of the
+    collector and the young-generation threshold is raised; both are restored afterwards.
+    Reference counting still frees everything that is not part of a cycle immediately.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(thresholds[0], 100_000), max(thresholds[1], 50), max(thresholds[2], 100))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Protocol
+
 from tradeloom.components import Capabilities, Component, Mode
 from tradeloom.model import AccountSnapshot, Fill, Order, OrderUpdate, Position
 
 BrokerEvent = OrderUpdate | Fill
+
+
+class MarketView(Protocol):
+    """What a simulated venue reads from the engine that drives it (kept current by the
+    engine, so nothing is copied per bar)."""
+
+    now: int
+    """The current time, integer nanoseconds since the epoch (UTC)."""
+    prices: Mapping[str, float]
+    """Latest close by symbol; symbols without a bar yet are absent."""
+
+    def bar_index(self, symbol: str) -> int:
+        """How many bars of ``symbol`` came before the current one (-1 before its first)."""
+        ...
 
 
 class Broker(Component):
@@ -18,8 +35,15 @@ class Broker(Component):
 
     capabilities = Capabilities(modes=frozenset({Mode.BACKTEST}))
 
-    def start(self, *, initial_cash: float, currency: str, symbols: list[str]) -> None:
-        """Prepare the account before the first bar."""
+    def start(
+        self,
+        *,
+        initial_cash: float,
+        currency: str,
+        symbols: list[str],
+        market: MarketView | None = None,
+    ) -> None:
+        """Prepare the account before the first bar; ``market`` is the engine's live view."""
 
     def submit(self, order: Order) -> None:
         """Send a PENDING order; its acceptance or rejection arrives as an event."""

@@ -28,13 +28,12 @@ Fill conventions (printed in every report through :meth:`SimulatedBroker.convent
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Literal
 
 from pydantic import Field
 
 from tradeloom.components import Capabilities, Mode, Params
-from tradeloom.execution.broker import Broker, BrokerEvent
+from tradeloom.execution.broker import Broker, BrokerEvent, MarketView
 from tradeloom.execution.costs import FeeModel, NoFees, slipped
 from tradeloom.model import (
     AccountSnapshot,
@@ -70,16 +69,25 @@ class SimulatedBroker(Broker):
 
     capabilities = Capabilities(modes=frozenset({Mode.BACKTEST}), short_selling=True)
 
-    def start(self, *, initial_cash: float, currency: str, symbols: list[str]) -> None:
-        self.ledger = Ledger(initial_cash, currency)
+    def start(
+        self,
+        *,
+        initial_cash: float,
+        currency: str,
+        symbols: list[str],
+        market: MarketView | None = None,
+    ) -> None:
+        self.market: MarketView = market if market is not None else _OwnMarket(symbols)
+        self._own_market = market is None
+        self.ledger = Ledger(initial_cash, currency, prices=self.market.prices)
         self.symbols = frozenset(symbols)
         self.orders: dict[str, Order] = {}
-        self._working: dict[str, list[str]] = {s: [] for s in symbols}
+        self.working: dict[str, list[str]] = {s: [] for s in symbols}
+        """Client order ids of working orders by symbol, in the order they were accepted."""
+        self.events: list[BrokerEvent] = []
+        """Events not yet drained. The list object never changes, so a driver may test it."""
         self._active_day: dict[str, int] = {}
-        self._events: list[BrokerEvent] = []
         self._fill_seq = 0
-        self._bar_index: dict[str, int] = dict.fromkeys(symbols, -1)
-        self._now = 0
 
     # --- the contract ---------------------------------------------------------------------------
     def submit(self, order: Order) -> None:
@@ -89,7 +97,7 @@ class SimulatedBroker(Broker):
             self._record(order.transition(OrderStatus.REJECTED, ts, reason), order.status)
             return
         self._record(order.transition(OrderStatus.ACCEPTED, ts), order.status)
-        self._working[order.symbol].append(order.client_order_id)
+        self.working[order.symbol].append(order.client_order_id)
 
     def cancel(self, client_order_id: str, reason: str = "canceled by strategy") -> None:
         order = self.orders.get(client_order_id)
@@ -100,8 +108,12 @@ class SimulatedBroker(Broker):
     def get_order(self, client_order_id: str) -> Order | None:
         return self.orders.get(client_order_id)
 
-    def open_orders(self) -> list[Order]:
-        return [self.orders[c] for ids in self._working.values() for c in ids]
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Working orders, in the order they were accepted (of one symbol if given)."""
+        orders = self.orders
+        if symbol is not None:
+            return [orders[c] for c in self.working.get(symbol, ())]
+        return [orders[c] for ids in self.working.values() for c in ids]
 
     def positions(self) -> dict[str, Position]:
         return self.ledger.positions()
@@ -118,18 +130,24 @@ class SimulatedBroker(Broker):
         return self.ledger.cash - self._reserved_cash()
 
     def drain(self) -> list[BrokerEvent]:
-        events, self._events = self._events, []
+        events = self.events[:]
+        self.events.clear()
         return events
 
     # --- driven by the engine -------------------------------------------------------------------
-    def set_time(self, ts: int) -> None:
-        self._now = ts
+    @property
+    def _now(self) -> int:
+        return self.market.now
 
     def on_bar(self, bar: Bar) -> None:
-        """Match working orders of ``bar.symbol`` against the new bar, then mark to its close."""
-        self._now = bar.ts
-        self._bar_index[bar.symbol] += 1
-        working = self._working[bar.symbol]
+        """Match working orders of ``bar.symbol`` against the new bar.
+
+        The engine calls this only when the symbol has working orders (an engine that does not
+        pass a market view to :meth:`start` must call it for every bar: the broker then keeps
+        its own clock and prices)."""
+        if self._own_market:
+            self.market.advance(bar)  # type: ignore[attr-defined]
+        working = self.working[bar.symbol]
         if working:
             for coid in list(working):
                 order = self.orders[coid]
@@ -137,13 +155,12 @@ class SimulatedBroker(Broker):
                     self._close(order, OrderStatus.EXPIRED, "DAY order expired at end of day")
                     continue
                 self._match(order, bar)
-        self.ledger.last_price[bar.symbol] = bar.close
 
     def on_close(self, bar: Bar) -> None:
         """With ``fill_at = "close"``: fill market orders sent on ``bar`` at its close."""
         if self.params.fill_at != "close":
             return
-        for coid in list(self._working[bar.symbol]):
+        for coid in list(self.working[bar.symbol]):
             order = self.orders[coid]
             if order.type is OrderType.MARKET:
                 price = slipped(bar.close, order.side, self.params.slippage_bps)
@@ -194,7 +211,7 @@ class SimulatedBroker(Broker):
             if not self.params.allow_short:
                 working_sells = sum(
                     self.orders[c].remaining
-                    for c in self._working[order.symbol]
+                    for c in self.working[order.symbol]
                     if self.orders[c].side is Side.SELL
                 )
                 held = self.ledger.quantity(order.symbol)
@@ -215,11 +232,13 @@ class SimulatedBroker(Broker):
     def _opening_quantity(self, order: Order) -> float:
         """The part of a buy that goes beyond covering the short position (and working buys)."""
         held = self.ledger.quantity(order.symbol)
-        working_buys = sum(
-            self.orders[c].remaining
-            for c in self._working[order.symbol]
-            if self.orders[c].side is Side.BUY and c != order.client_order_id
-        )
+        if held >= 0.0:
+            return order.remaining
+        working_buys = 0.0
+        for coid in self.working[order.symbol]:
+            other = self.orders[coid]
+            if other.side is Side.BUY and coid != order.client_order_id:
+                working_buys += other.remaining
         short_left = max(0.0, -held - working_buys)
         return max(0.0, order.remaining - short_left)
 
@@ -236,14 +255,19 @@ class SimulatedBroker(Broker):
         return qty * price + self.params.fees.fee(qty, price)
 
     def _reserved_cash(self) -> float:
+        if not self._has_working():
+            return 0.0
         reserved = 0.0
-        for ids in self._working.values():
+        for ids in self.working.values():
             for coid in ids:
                 order = self.orders[coid]
                 if order.side is Side.BUY:
                     ref = self.ledger.last_price.get(order.symbol, 0.0)
                     reserved += self._estimated_cost(order, ref)
         return reserved
+
+    def _has_working(self) -> bool:
+        return any(self.working.values())
 
     def _expired(self, coid: str, ts: int) -> bool:
         day = ts // NS_PER_DAY
@@ -273,7 +297,7 @@ class SimulatedBroker(Broker):
             if (buy and hit <= limit) or (not buy and hit >= limit):
                 self._fill(order, hit, bar.ts)
             else:
-                self.orders[order.client_order_id] = replace(order, triggered=True)
+                self.orders[order.client_order_id] = order._evolve(triggered=True)
             return
         limit = order.limit_price
         if buy:
@@ -297,27 +321,37 @@ class SimulatedBroker(Broker):
             return
         self._fill_seq += 1
         fill = Fill(
-            fill_id=f"F{self._fill_seq}",
-            client_order_id=order.client_order_id,
-            symbol=order.symbol,
-            side=order.side,
-            quantity=qty,
-            price=price,
-            fee=fee,
-            ts=ts,
-            strategy_id=order.strategy_id,
-        )
-        self.ledger.apply_fill(fill, self._bar_index[order.symbol])
-        self._events.append(fill)
+            f"F{self._fill_seq}", order.client_order_id, order.symbol, order.side, qty, price,
+            fee, ts, order.strategy_id,
+        )  # fmt: skip
+        self.ledger.apply_fill(fill, self.market.bar_index(order.symbol))
+        self.events.append(fill)
         updated = order.with_fill(qty, price, ts)
         self._record(updated, order.status)
         if updated.status is OrderStatus.FILLED:
-            self._working[order.symbol].remove(order.client_order_id)
+            self.working[order.symbol].remove(order.client_order_id)
 
     def _close(self, order: Order, status: OrderStatus, reason: str) -> None:
         self._record(order.transition(status, self._now, reason), order.status)
-        self._working[order.symbol].remove(order.client_order_id)
+        self.working[order.symbol].remove(order.client_order_id)
 
     def _record(self, order: Order, previous: OrderStatus) -> None:
         self.orders[order.client_order_id] = order
-        self._events.append(OrderUpdate(order, previous, order.updated_ts))
+        self.events.append(OrderUpdate(order, previous, order.updated_ts))
+
+
+class _OwnMarket:
+    """Clock and prices the broker keeps itself when no engine hands it a market view."""
+
+    def __init__(self, symbols: list[str]) -> None:
+        self.now = 0
+        self.prices: dict[str, float] = {}
+        self._index = dict.fromkeys(symbols, -1)
+
+    def bar_index(self, symbol: str) -> int:
+        return self._index[symbol]
+
+    def advance(self, bar: Bar) -> None:
+        self.now = bar.ts
+        self._index[bar.symbol] += 1
+        self.prices[bar.symbol] = bar.close

@@ -16,7 +16,7 @@ FILLED, CANCELED, REJECTED and EXPIRED are terminal.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from enum import StrEnum
 
 import pandas as pd
@@ -170,7 +170,7 @@ class Order:
                 f"not transition({status.value})"
             )
         self._check(status)
-        return replace(self, status=status, updated_ts=ts, reason=reason)
+        return self._evolve(status=status, updated_ts=ts, reason=reason)
 
     def with_fill(self, quantity: float, price: float, ts: int) -> Order:
         """The order after a fill of ``quantity`` at ``price``."""
@@ -192,13 +192,27 @@ class Order:
         status = OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED
         self._check(status)
         avg = (self.avg_fill_price * self.filled_quantity + price * quantity) / filled
-        return replace(
-            self,
+        return self._evolve(
             status=status,
             filled_quantity=self.quantity if complete else filled,
             avg_fill_price=avg,
             updated_ts=ts,
         )
+
+    def evolve(self, **changes: object) -> Order:
+        """A copy with ``changes`` applied and the shape validated again (for brokers that amend
+        orders). State changes go through :meth:`transition` and :meth:`with_fill` instead."""
+        new = self._evolve(**changes)
+        new.__post_init__()
+        return new
+
+    def _evolve(self, **changes: object) -> Order:
+        # A copy without re-running __init__: the shape was validated when the order was made
+        # and a state change cannot alter it. Several times faster than dataclasses.replace.
+        new = _new(Order)
+        for name in _ORDER_FIELDS:
+            _set(new, name, changes[name] if name in changes else getattr(self, name))
+        return new
 
     def _check(self, status: OrderStatus) -> None:
         if status not in TRANSITIONS[self.status]:
@@ -206,6 +220,11 @@ class Order:
                 f"order {self.client_order_id}: cannot go from {self.status.value} to "
                 f"{status.value}"
             )
+
+
+_ORDER_FIELDS = tuple(f.name for f in fields(Order))
+_new = object.__new__
+_set = object.__setattr__
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ Invariants (checked by property tests):
 
 from __future__ import annotations
 
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
 from tradeloom.model import Fill, Position
@@ -55,14 +56,24 @@ class Trade:
 class Ledger:
     """Account state of one simulated account, in its currency."""
 
-    def __init__(self, initial_cash: float, currency: str = "USD") -> None:
+    def __init__(
+        self,
+        initial_cash: float,
+        currency: str = "USD",
+        prices: Mapping[str, float] | MutableMapping[str, float] | None = None,
+    ) -> None:
         self.initial_cash = float(initial_cash)
         self.currency = currency
         self.cash = float(initial_cash)
         self.fees_paid = 0.0
         self.books: dict[str, _Book] = {}
-        self.last_price: dict[str, float] = {}
+        self.last_price: Mapping[str, float] = {} if prices is None else prices
+        """Latest prices by symbol: a dict fed by :meth:`mark`, or a live view the engine
+        keeps current (then nothing is copied per bar)."""
         self.trades: list[Trade] = []
+        self.journal: list[tuple[int, float, str, float]] = []
+        """``(ts, cash after, symbol, position after)`` for every fill, in order: enough to
+        rebuild the cash and position series after a run without recording anything per bar."""
 
     # --- reading -----------------------------------------------------------------------------
     def position(self, symbol: str) -> Position:
@@ -100,7 +111,8 @@ class Ledger:
 
     # --- writing -----------------------------------------------------------------------------
     def mark(self, symbol: str, price: float) -> None:
-        self.last_price[symbol] = price
+        """Record the latest price of ``symbol`` (only when the ledger owns its price dict)."""
+        self.last_price[symbol] = price  # type: ignore[index]
 
     def apply_fill(self, fill: Fill, bar_index: int = 0) -> None:
         """Book one fill: cash, fees, position, realised PnL and any trade it closes."""
@@ -115,6 +127,7 @@ class Ledger:
         held = book.quantity
         if held == 0.0 or (held > 0) == (sign > 0):
             self._open(book, fill, qty, fill.fee, bar_index)
+            self.journal.append((fill.ts, self.cash, fill.symbol, book.quantity))
             return
         closing = min(qty, abs(held))
         exit_fee = fill.fee * closing / qty
@@ -148,6 +161,7 @@ class Ledger:
         left = qty - closing
         if left > QTY_EPSILON:  # the fill flips the position
             self._open(book, fill, left, fill.fee - exit_fee, bar_index)
+        self.journal.append((fill.ts, self.cash, fill.symbol, book.quantity))
 
     def _open(self, book: _Book, fill: Fill, qty: float, fee: float, bar_index: int) -> None:
         held = abs(book.quantity)

@@ -360,7 +360,7 @@ def compute_metrics(
         pnl = _floats(trades["pnl"])
         win_rate = float(np.mean(pnl > 0))
         gross_loss = -float(pnl[pnl < 0].sum())
-        profit_factor = float(pnl[pnl > 0].sum()) / gross_loss if gross_loss > 0 else None
+        profit_factor = _finite(float(pnl[pnl > 0].sum()) / gross_loss) if gross_loss > 0 else None
         avg_trade = float(np.mean(pnl))
         avg_trade_return = float(np.mean(_floats(trades["return_pct"])))
 
@@ -434,3 +434,8 @@ def _benchmark_stats(
     beta = float(np.sum((r - r.mean()) * (b - b.mean())) / (len(b) - 1) / var_b)
     alpha = float((r.mean() - beta * b.mean()) * ppy)
     return bench_return, alpha, beta
+
+
+def _finite(value: float) -> float | None:
+    """``value``, or None when it overflowed (e.g. a profit over a denormal loss)."""
+    return value if math.isfinite(value) else None

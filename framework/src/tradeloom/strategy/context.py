@@ -81,6 +81,11 @@ class Context:
     def position(self, symbol: str) -> Position:
         return self._engine.broker.ledger.position(symbol)
 
+    def quantity(self, symbol: str) -> float:
+        """The signed quantity held in ``symbol`` (0 when flat): ``position(symbol).quantity``
+        without building a Position."""
+        return self._engine.broker.ledger.quantity(symbol)
+
     def positions(self) -> dict[str, Position]:
         """Non-flat positions of the account, by symbol."""
         return self._engine.broker.positions()
@@ -105,11 +110,8 @@ class Context:
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """This strategy's working orders (optionally for one symbol)."""
-        return [
-            o
-            for o in self._engine.working_orders()
-            if o.strategy_id == self.strategy_id and (symbol is None or o.symbol == symbol)
-        ]
+        sid = self.strategy_id
+        return [o for o in self._engine.broker.open_orders(symbol) if o.strategy_id == sid]
 
     def get_order(self, client_order_id: str) -> Order | None:
         """The latest state of one of this strategy's orders."""
@@ -132,7 +134,9 @@ class Context:
         (both). Returns the order in state PENDING; its acceptance or rejection arrives through
         ``on_order``.
         """
-        if not isinstance(quantity, int | float) or not math.isfinite(quantity) or quantity == 0:
+        if not (quantity == quantity and quantity != 0 and abs(quantity) != math.inf) or isinstance(
+            quantity, bool | str
+        ):
             raise RunError(f"order(): quantity must be a non-zero finite number, got {quantity!r}")
         if limit is not None and stop is not None:
             kind = OrderType.STOP_LIMIT
@@ -143,10 +147,11 @@ class Context:
         else:
             kind = OrderType.MARKET
         side = Side.BUY if quantity > 0 else Side.SELL
+        if type(tif) is not TimeInForce:
+            tif = TimeInForce(tif)
         return self._engine.submit(
-            self.strategy_id, symbol, side, abs(float(quantity)), kind, limit, stop,
-            TimeInForce(tif),
-        )  # fmt: skip
+            self.strategy_id, symbol, side, abs(float(quantity)), kind, limit, stop, tif
+        )
 
     def buy(self, symbol: str, quantity: float, **kwargs: Any) -> Order:
         return self.order(symbol, abs(quantity), **kwargs)
@@ -157,9 +162,9 @@ class Context:
     def order_target(self, symbol: str, target: float, **kwargs: Any) -> Order | None:
         """Order whatever brings the position, plus this strategy's working orders in
         ``symbol``, to ``target`` units. Returns ``None`` when nothing needs to change."""
-        current = self.position(symbol).quantity + sum(
-            o.remaining * o.side.sign for o in self.open_orders(symbol)
-        )
+        current = self._engine.broker.ledger.quantity(symbol)
+        for o in self.open_orders(symbol):
+            current += o.remaining * o.side.sign
         delta = target - current
         if abs(delta) <= 1e-9:
             return None

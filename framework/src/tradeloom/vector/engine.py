@@ -1,0 +1,383 @@
+"""``run_signals``: a backtest of a signal-driven strategy by the numba vector engine.
+
+It returns the same :class:`~tradeloom.engine.result.BacktestResult` as the event engine
+(:func:`tradeloom.api.run_backtest`), with the same orders, fills, trades and equity for a
+strategy whose ``signals`` reproduce its ``on_bar`` (checked by :mod:`tradeloom.parity`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from loguru import logger
+
+from tradeloom.data import DataSource, MarketData
+from tradeloom.engine.result import (
+    BacktestResult,
+    build_result,
+    equity_frame,
+    fills_frame,
+    orders_frame,
+    trades_frame,
+)
+from tradeloom.errors import ConfigError, DataError, RunError, TradeloomError
+from tradeloom.execution import SimulatedBroker
+from tradeloom.execution.costs import PercentFees, PerUnitFees
+from tradeloom.model import Fill, Order, OrderStatus, OrderType, Side, TimeInForce
+from tradeloom.portfolio import Trade
+from tradeloom.vector.signals import SignalData, Signals, signal_data
+
+if TYPE_CHECKING:
+    from tradeloom.strategy import Strategy
+    from tradeloom.vector.kernels import CostSpec, PolicySpec
+
+__all__ = ["cost_spec", "policy_spec", "run_signals", "strategy_signals"]
+
+_END_REASON = "backtest ended before the order could fill"
+
+
+def run_signals(
+    market: MarketData | DataSource,
+    strategy: Strategy,
+    *,
+    broker_params: SimulatedBroker.Params | None = None,
+    initial_cash: float = 100_000.0,
+    currency: str = "USD",
+    start: pd.Timestamp | str | None = None,
+    end: pd.Timestamp | str | None = None,
+    benchmark: str | None = None,
+    config: dict[str, Any] | None = None,
+    title: str | None = None,
+    strategy_id: str | None = None,
+    provenance: dict[str, Any] | None = None,
+    fallback: bool = True,
+) -> BacktestResult:
+    """Backtest ``strategy`` on ``market`` with the vector engine.
+
+    The strategy must implement ``signals(data) -> Signals``. When it has no such method or
+    its ``signals`` returns ``None`` (it declines), the run falls back to the event engine
+    (``provenance["engine"] == "event"``) unless ``fallback=False``, which raises
+    :class:`~tradeloom.errors.ConfigError` instead. ``strategy_id`` defaults to the event
+    engine's default (the class name, lower-cased); client order ids are
+    ``<strategy_id>-<n>``, numbered as the event engine numbers them.
+
+    ``result.timings`` holds seconds for ``load`` (slicing, arrays), ``signals`` (the
+    strategy's ``signals``), ``simulate`` (the kernel), ``loop`` (the two together, the
+    counterpart of the event engine's loop) and ``results`` (frames and metrics).
+    """
+    clock = time.perf_counter  # durations only, for the benchmark; never time of day
+    t0 = clock()
+    market = _market(market, start, end)
+    sid = strategy_id or type(strategy).__name__.lower()
+    if len(market.symbols) > 1 and not strategy.capabilities.multi_symbol:
+        raise ConfigError(
+            f"strategy {sid!r} trades one symbol, but the data has {len(market.symbols)}: "
+            f"{', '.join(market.symbols)}; select one with data.params.symbols",
+            path="data.params.symbols",
+        )
+    if benchmark is not None and benchmark not in market.frames:
+        raise ConfigError(
+            f"benchmark {benchmark!r} is not in the data; available: {', '.join(market.symbols)}",
+            path="run.benchmark",
+        )
+    if not initial_cash > 0:
+        raise ConfigError(f"initial cash must be positive, got {initial_cash}", path="run")
+    params = broker_params if broker_params is not None else SimulatedBroker.Params()
+    broker = SimulatedBroker(params)
+    provenance = dict(provenance or {})
+    title = title or sid
+    data = signal_data(market)
+    t1 = clock()
+
+    signals = strategy_signals(strategy, data, sid)
+    t2 = clock()
+    if signals is None:
+        why = (
+            f"strategy {sid!r} ({type(strategy).__name__}) "
+            + ("declined (signals() returned None)" if _has_signals(strategy) else "has no signals()")
+        )
+        if not fallback:
+            raise ConfigError(f"{why}: the vector engine cannot run it")
+        logger.warning("{}; running the event engine instead", why)
+        from tradeloom.api import run_backtest
+
+        return run_backtest(
+            market, [(sid, strategy)], broker=SimulatedBroker(params),
+            initial_cash=initial_cash, currency=currency, benchmark=benchmark, config=config,
+            provenance={**provenance, "engine": "event", "vector_fallback": why}, title=title,
+        )  # fmt: skip
+
+    arrays = signals.checked(data.shape, f"strategy {sid!r} ({type(strategy).__name__})")
+    records = _simulate(data, arrays, policy_spec(signals), cost_spec(params, initial_cash))
+    t3 = clock()
+    result = build_result(
+        run_id=uuid.uuid4().hex[:12],
+        equity=equity_frame(data.ts, *records.equity.T),
+        trades=trades_frame(records.trades(data, sid)),
+        orders=orders_frame(records.orders(data, sid)),
+        fills=fills_frame(records.fills(data, sid)),
+        market=market,
+        initial_cash=initial_cash,
+        currency=currency,
+        benchmark=benchmark,
+        config=config,
+        title=title,
+        provenance={**provenance, "engine": "vector"},
+        conventions=broker.conventions(),
+    )
+    result.timings = {
+        "load": t1 - t0,
+        "signals": t2 - t1,
+        "simulate": t3 - t2,
+        "loop": t3 - t1,
+        "results": clock() - t3,
+    }
+    return result
+
+
+def strategy_signals(strategy: Strategy, data: SignalData, sid: str) -> Signals | None:
+    """Call ``strategy.signals(data)``; ``None`` when it has none or declines. A strategy that
+    raises fails the run with a :class:`RunError` naming it."""
+    method: Callable[[SignalData], Signals | None] | None = getattr(strategy, "signals", None)
+    if method is None or not callable(method):
+        return None
+    try:
+        signals = method(data)
+    except TradeloomError:
+        raise
+    except Exception as exc:
+        raise RunError(
+            f"strategy {sid!r} ({type(strategy).__name__}) raised in signals: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if signals is not None and not isinstance(signals, Signals):
+        raise RunError(
+            f"strategy {sid!r} ({type(strategy).__name__}): signals() must return Signals or "
+            f"None, got {type(signals).__name__}"
+        )
+    return signals
+
+
+def _has_signals(strategy: object) -> bool:
+    return callable(getattr(strategy, "signals", None))
+
+
+def cost_spec(params: SimulatedBroker.Params, initial_cash: float) -> CostSpec:
+    """The kernels' view of the simulated broker's parameters."""
+    from tradeloom.vector.kernels import FEE_NONE, FEE_PER_UNIT, FEE_PERCENT, CostSpec
+
+    fees = params.fees
+    rate = minimum = per_unit = 0.0
+    cap = float("nan")
+    if isinstance(fees, PercentFees):
+        model, rate, minimum = FEE_PERCENT, fees.rate, fees.minimum
+    elif isinstance(fees, PerUnitFees):
+        model, per_unit, minimum = FEE_PER_UNIT, fees.per_unit, fees.minimum
+        if fees.maximum_pct is not None:
+            cap = fees.maximum_pct
+    else:
+        model = FEE_NONE
+    return CostSpec(
+        fill_at_close=params.fill_at == "close",
+        slippage_bps=float(params.slippage_bps),
+        fee_model=int(model),
+        fee_rate=float(rate),
+        fee_minimum=float(minimum),
+        fee_per_unit=float(per_unit),
+        fee_maximum_pct=float(cap),
+        allow_short=bool(params.allow_short),
+        initial_cash=float(initial_cash),
+    )
+
+
+def policy_spec(signals: Signals) -> PolicySpec:
+    """The kernels' view of how ``signals`` become orders."""
+    from tradeloom.vector.kernels import PolicySpec
+
+    sizing = signals.sizing
+    return PolicySpec(
+        long_short=bool(signals.long_short),
+        retarget=bool(signals.retarget),
+        quantity=float("nan") if sizing.quantity is None else float(sizing.quantity),
+        fraction=float("nan") if sizing.fraction is None else float(sizing.fraction),
+    )
+
+
+def _market(
+    data: MarketData | DataSource,
+    start: pd.Timestamp | str | None,
+    end: pd.Timestamp | str | None,
+) -> MarketData:
+    start_ts, end_ts = _utc(start), _utc(end)
+    if start_ts is not None and end_ts is not None and end_ts < start_ts:
+        raise ConfigError(f"end {end_ts} is before start {start_ts}", path="run.end")
+    if isinstance(data, DataSource):
+        try:
+            market = data.load(start_ts, end_ts)
+        except DataError as exc:
+            field = exc.field or ""
+            where = field if field.startswith("run.") else ".".join(filter(None, ["data", field]))
+            raise DataError(f"{where} ({type(data).__name__}): {exc}", field=field) from exc
+    else:
+        market = data.slice(start_ts, end_ts)
+    if not market.frames:
+        raise DataError(
+            f"no bars between {start_ts or 'the start'} and {end_ts or 'the end'} of the data; "
+            "check run.start / run.end"
+        )
+    return market
+
+
+def _utc(value: pd.Timestamp | str | None) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+# --- the kernel call and its records -------------------------------------------------------------
+
+
+class _Records:
+    """What :func:`~tradeloom.vector.kernels.simulate_nb` wrote, turned into model objects."""
+
+    def __init__(
+        self,
+        equity: np.ndarray,
+        orders: np.ndarray,
+        fills: np.ndarray,
+        trades: np.ndarray,
+    ) -> None:
+        self.equity = equity
+        self._orders = orders
+        self._fills = fills
+        self._trades = trades
+
+    def orders(self, data: SignalData, sid: str) -> list[Order]:
+        from tradeloom.vector import kernels as K
+
+        ts, symbols = data.ts, data.symbols
+        out = []
+        for row in self._orders.tolist():
+            o = len(out)
+            status = int(row[K.O_STATUS])
+            symbol = symbols[int(row[K.O_SYMBOL])]
+            qty = row[K.O_QTY]
+            filled = status == K.ST_FILLED
+            price = row[K.O_PRICE]
+            out.append(
+                Order(
+                    client_order_id=f"{sid}-{o + 1}",
+                    symbol=symbol,
+                    side=Side.BUY if row[K.O_SIDE] > 0 else Side.SELL,
+                    quantity=qty,
+                    type=OrderType.MARKET,
+                    tif=TimeInForce.GTC,
+                    strategy_id=sid,
+                    status=_STATUS[status],
+                    filled_quantity=qty if filled else 0.0,
+                    # Order.with_fill's arithmetic, so the value is bit-identical.
+                    avg_fill_price=(0.0 * 0.0 + price * qty) / qty if filled else 0.0,
+                    created_ts=int(ts[int(row[K.O_K])]),
+                    updated_ts=int(ts[int(row[K.O_UPDATED_K])]),
+                    reason=_reason(status, symbol, row[K.O_X1], row[K.O_X2]),
+                )
+            )
+        return out
+
+    def fills(self, data: SignalData, sid: str) -> list[Fill]:
+        from tradeloom.vector import kernels as K
+
+        ts, symbols, orders = data.ts, data.symbols, self._orders
+        out = []
+        for f, o in enumerate(self._fills.tolist()):
+            row = orders[o]
+            out.append(
+                Fill(
+                    fill_id=f"F{f + 1}",
+                    client_order_id=f"{sid}-{o + 1}",
+                    symbol=symbols[int(row[K.O_SYMBOL])],
+                    side=Side.BUY if row[K.O_SIDE] > 0 else Side.SELL,
+                    quantity=float(row[K.O_QTY]),
+                    price=float(row[K.O_PRICE]),
+                    fee=float(row[K.O_FEE]),
+                    ts=int(ts[int(row[K.O_UPDATED_K])]),
+                    strategy_id=sid,
+                )
+            )
+        return out
+
+    def trades(self, data: SignalData, sid: str) -> list[Trade]:
+        from tradeloom.vector import kernels as K
+
+        ts, symbols = data.ts, data.symbols
+        return [
+            Trade(
+                symbol=symbols[int(row[K.T_SYMBOL])],
+                side="long" if row[K.T_SIDE] > 0 else "short",
+                quantity=row[K.T_QTY],
+                entry_ts=int(ts[int(row[K.T_ENTRY_K])]),
+                entry_price=row[K.T_ENTRY_PRICE],
+                exit_ts=int(ts[int(row[K.T_EXIT_K])]),
+                exit_price=row[K.T_EXIT_PRICE],
+                pnl=row[K.T_PNL],
+                fees=row[K.T_FEES],
+                bars_held=int(row[K.T_BARS]),
+                strategy_id=sid,
+            )
+            for row in self._trades.tolist()
+        ]
+
+
+_STATUS = {
+    1: OrderStatus.FILLED,
+    2: OrderStatus.REJECTED,
+    3: OrderStatus.REJECTED,
+    4: OrderStatus.CANCELED,
+    5: OrderStatus.CANCELED,
+}
+
+
+def _reason(status: int, symbol: str, x1: float, x2: float) -> str:
+    """The simulated broker's reason texts, from the numbers the kernel recorded."""
+    if status == 2:
+        return f"insufficient cash: order needs {x1:,.2f}, available {x2:,.2f}"
+    if status == 3:
+        return (
+            f"short selling is disabled: selling {x1:g} {symbol} with {x2:g} held and "
+            f"{0:g} already being sold"
+        )
+    if status == 4:
+        return f"insufficient cash at fill: needs {x1:,.2f}, cash {x2:,.2f}"
+    if status == 5:
+        return _END_REASON
+    return ""
+
+
+def _simulate(
+    data: SignalData,
+    arrays: tuple[np.ndarray, ...],
+    policy: PolicySpec,
+    costs: CostSpec,
+) -> _Records:
+    from tradeloom.vector import kernels as K
+
+    has_bar = ~np.isnan(data.close) if data.n_symbols > 1 else None
+    any_signal = arrays[0] | arrays[1] | arrays[2] | arrays[3]
+    if has_bar is not None:
+        any_signal &= has_bar
+    capacity = int(np.count_nonzero(any_signal))
+    equity = np.empty((data.n, K.N_EQUITY_COLS))
+    orders = np.empty((capacity, K.N_ORDER_COLS))
+    fills = np.empty(capacity, dtype=np.int64)
+    trades = np.empty((capacity, K.N_TRADE_COLS))
+    stats = K.simulate_nb(
+        data.open, data.close, *arrays, policy, costs, 1.0, True, equity, orders, fills, trades
+    )
+    n_orders, n_fills, n_trades = (int(stats[i]) for i in (K.S_ORDERS, K.S_FILLS, K.S_TRADES))
+    return _Records(equity, orders[:n_orders], fills[:n_fills], trades[:n_trades])
