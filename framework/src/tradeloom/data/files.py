@@ -211,11 +211,47 @@ class ParquetSource(DataSource):
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
-        table = pd.read_parquet(path)
-    except (ValueError, OSError) as exc:
+        parquet = pq.ParquetFile(path)
+        columns = {name: _read_parquet_column(parquet, name) for name in parquet.schema_arrow.names}
+    except (ValueError, OSError, pa.ArrowException) as exc:
         raise DataError(f"{path}: cannot read it as Parquet ({exc}); check the file") from None
+    table = pd.DataFrame(columns, copy=False)
+    index_columns = parquet.schema_arrow.pandas_metadata or {}
+    named = [c for c in index_columns.get("index_columns", []) if isinstance(c, str)]
+    if named:  # a DataFrame written with its index: restore it, as pandas would
+        table = table.set_index(named)
+        if len(named) == 1 and named[0].startswith("__index_level_"):
+            table.index.name = None
     return _index_to_column(table)
+
+
+def _read_parquet_column(parquet: object, name: str) -> object:
+    """One column, decoded a row group at a time into one array: memory stays near one copy of
+    the column however large the file (the Arrow pool's free memory is returned as we go)."""
+    import pyarrow as pa
+
+    groups = parquet.metadata.num_row_groups  # type: ignore[attr-defined]
+    parts = []
+    for group in range(groups):
+        chunk = parquet.read_row_group(group, columns=[name], use_threads=False).column(0)  # type: ignore[attr-defined]
+        parts.append(chunk.to_pandas() if not _plain_numeric(chunk.type) else chunk.to_numpy())
+        del chunk
+        pa.default_memory_pool().release_unused()
+    if not parts:
+        return np.array([], dtype=np.float64)
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return pd.concat([pd.Series(p) for p in parts], ignore_index=True)
+
+
+def _plain_numeric(kind: object) -> bool:
+    import pyarrow.types as pat
+
+    return bool(pat.is_integer(kind) or pat.is_floating(kind))  # type: ignore[arg-type]
 
 
 def _is_gzip(path: Path) -> bool:

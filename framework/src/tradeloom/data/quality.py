@@ -139,12 +139,13 @@ def _as_float(column: pd.Series) -> np.ndarray:
 def _value_failures(values: dict[str, np.ndarray]) -> list[_Failure]:
     """Checks on each row's own values (no comparison with other rows)."""
     o, h, lo, c, v = (values[col] for col in BAR_COLUMNS)
-    prices = np.column_stack([o, h, lo, c])
-    finite = np.isfinite(prices).all(axis=1)
+    # Column by column rather than on a stacked copy: a few boolean arrays of memory at most.
+    finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c)
     with np.errstate(invalid="ignore"):
+        positive = (o > 0) & (h > 0) & (lo > 0) & (c > 0)
         checks = [
             _Failure("with a price that is missing, non-numeric or infinite", ~finite),
-            _Failure("with a price <= 0", finite & (prices <= 0).any(axis=1)),
+            _Failure("with a price <= 0", finite & ~positive),
             _Failure("with high below open or close", finite & (h < np.maximum(o, c))),
             _Failure("with low above open or close", finite & (lo > np.minimum(o, c))),
             _Failure("with a negative, missing or infinite volume", ~(np.isfinite(v) & (v >= 0))),
@@ -206,6 +207,9 @@ def _duplicate_failures(
 def _clean_frame(
     index: pd.DatetimeIndex, values: dict[str, np.ndarray], keep: np.ndarray
 ) -> pd.DataFrame:
+    if keep.all():  # the usual case: no copy of the columns (unless they are read-only views)
+        data = {c: v if (v := values[c]).flags.writeable else v.copy() for c in BAR_COLUMNS}
+        return pd.DataFrame(data, index=index, columns=list(BAR_COLUMNS), copy=False)
     data = {col: values[col][keep] for col in BAR_COLUMNS}
     return pd.DataFrame(data, index=index[keep], columns=list(BAR_COLUMNS))
 

@@ -22,9 +22,10 @@ import gc
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import chain, repeat
 
 import numpy as np
+import pandas as pd
 
 from tradeloom.data import BAR_COLUMNS, MarketData
 from tradeloom.errors import RunError, TradeloomError
@@ -56,15 +57,28 @@ class EngineOutput:
     fills: list[Fill]
 
 
-class _History:
-    """Per-symbol source arrays and the buffer strategies read, filled up to the current bar."""
+CHUNK = 65_536
+"""Bars converted to Python objects at a time: bounds the loop's memory whatever the data size."""
 
-    __slots__ = ("buf", "filled", "src")
+
+class _History:
+    """Per-symbol source arrays and the buffer strategies read, filled up to the current bar.
+
+    The buffer is allocated on the first ``history()`` call, so strategies that keep their own
+    state cost no memory here."""
+
+    __slots__ = ("_buf", "filled", "src")
 
     def __init__(self, src: np.ndarray) -> None:
         self.src = src
-        self.buf = np.full_like(src, np.nan)
+        self._buf: np.ndarray | None = None
         self.filled = 0
+
+    @property
+    def buf(self) -> np.ndarray:
+        if self._buf is None:
+            self._buf = np.full_like(self.src, np.nan)
+        return self._buf
 
 
 class _Prices(Mapping[str, float]):
@@ -80,7 +94,7 @@ class _Prices(Mapping[str, float]):
         i = engine.bar_index(symbol)
         if i < 0:
             raise KeyError(symbol)
-        return engine._close[symbol][i]
+        return float(engine._close[symbol][i])
 
     def get(self, symbol: str, default: float | None = None) -> float | None:  # type: ignore[override]
         engine = self._engine
@@ -88,7 +102,7 @@ class _Prices(Mapping[str, float]):
         if closes is None:
             return default
         i = engine.bar_index(symbol)
-        return closes[i] if i >= 0 else default
+        return float(closes[i]) if i >= 0 else default
 
     def __iter__(self) -> Iterator[str]:
         return (s for s in self._engine.symbols if self._engine.bar_index(s) >= 0)
@@ -136,11 +150,8 @@ class BacktestEngine:
             sid for sid, s in self.strategies if type(s).on_order is not Strategy.on_order
         }
         self._ts = {s: data.frames[s].index.as_unit("ns").asi8 for s in self.symbols}
-        self._hist = {
-            s: _History(np.ascontiguousarray(data.frames[s][list(BAR_COLUMNS)].to_numpy().T))
-            for s in self.symbols
-        }
-        self._close = {s: self._hist[s].src[3].tolist() for s in self.symbols}
+        self._hist = {s: _History(_bar_rows(data.frames[s])) for s in self.symbols}
+        self._close = {s: self._hist[s].src[3] for s in self.symbols}
         # Position in the data: one counter shared by all symbols when they have bars at the
         # same timestamps (the common case), else one per symbol.
         self._aligned = all(
@@ -174,7 +185,7 @@ class BacktestEngine:
 
     def last_price(self, symbol: str) -> float:
         i = self._index_of(symbol)
-        return self._close[symbol][i] if i >= 0 else float("nan")
+        return float(self._close[symbol][i]) if i >= 0 else float("nan")
 
     def working_orders(self) -> list[Order]:
         return self.broker.open_orders()
@@ -276,8 +287,7 @@ class BacktestEngine:
 
     def _loop_one_symbol(self) -> None:
         (symbol,) = self.symbols
-        src = self._hist[symbol].src.tolist()
-        rows = zip(repeat(symbol), self._ts[symbol].tolist(), *src, strict=False)
+        rows = _rows(symbol, self._ts[symbol], self._hist[symbol].src)
         per_bar, per_step = self._callbacks()
         broker = self.broker
         working = broker.working[symbol]
@@ -314,12 +324,10 @@ class BacktestEngine:
 
     def _loop_merged(self, timeline: np.ndarray) -> None:
         symbols = self.symbols
-        rows = {
-            s: list(zip(repeat(s), self._ts[s].tolist(), *self._hist[s].src.tolist(), strict=False))
-            for s in symbols
-        }
-        lengths = {s: len(rows[s]) for s in symbols}
-        ptr = dict.fromkeys(symbols, 0)
+        # One iterator of bar tuples per symbol, each with its next row waiting in `head`.
+        iters = {s: _rows(s, self._ts[s], self._hist[s].src) for s in symbols}
+        head = {s: next(iters[s], None) for s in symbols}
+        count = dict.fromkeys(symbols, 0)
         per_bar, per_step = self._callbacks()
         broker = self.broker
         working = broker.working
@@ -336,12 +344,13 @@ class BacktestEngine:
                 self._k = k
                 bars: dict[str, Bar] = {}
                 for s in symbols:
-                    i = ptr[s]
-                    if i < lengths[s] and rows[s][i][1] == t:
-                        bar = bars[s] = make(Bar, rows[s][i])
-                        ptr[s] = i + 1
+                    row = head[s]
+                    if row is not None and row[1] == t:
+                        bar = bars[s] = make(Bar, row)
+                        head[s] = next(iters[s], None)
                         if not aligned:
-                            index[s] = i
+                            index[s] = count[s]
+                        count[s] += 1
                         if working[s]:
                             current = ""
                             broker.on_bar(bar)
@@ -385,7 +394,7 @@ class BacktestEngine:
                 qty = _step_series(
                     steps[mine], np.array([journal[i][3] for i in mine], np.float64), n, 0.0
                 )
-                close = np.asarray(self._close[symbol])
+                close = self._close[symbol]
                 at = np.searchsorted(self._ts[symbol], timeline, side="right") - 1
                 marked = np.where(at >= 0, close[np.maximum(at, 0)], 0.0)
                 value += qty * marked
@@ -472,3 +481,26 @@ def _quiet_gc() -> Iterator[None]:
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+
+
+def _rows(symbol: str, ts: np.ndarray, src: np.ndarray) -> Iterator[tuple]:  # type: ignore[type-arg]
+    """``(symbol, ts, open, high, low, close, volume)`` tuples of plain Python numbers, converted
+    from the arrays a chunk at a time (fast to iterate, small in memory)."""
+    # chain.from_iterable pulls tuples in C; this generator only runs once per chunk.
+    return chain.from_iterable(
+        zip(
+            repeat(symbol),
+            ts[a : a + CHUNK].tolist(),
+            *src[:, a : a + CHUNK].tolist(),
+            strict=False,
+        )
+        for a in range(0, len(ts), CHUNK)
+    )
+
+
+def _bar_rows(frame: pd.DataFrame) -> np.ndarray:
+    """The bar columns as one C-contiguous (5, n) float64 array, copied once."""
+    rows = np.empty((len(BAR_COLUMNS), len(frame)), dtype=np.float64)
+    for j, column in enumerate(BAR_COLUMNS):
+        rows[j] = frame[column].to_numpy(dtype=np.float64)
+    return rows

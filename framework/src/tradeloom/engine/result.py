@@ -96,8 +96,11 @@ class BacktestResult:
 # --- building results (shared by the event and the vector engine) -------------------------------
 
 
-def _ts(ns: int) -> pd.Timestamp:
-    return pd.Timestamp(ns, tz="UTC")
+def _times(ns: list[int] | np.ndarray) -> pd.DatetimeIndex:
+    """UTC timestamps from integer nanoseconds, converted in one vectorised step."""
+    import numpy as np
+
+    return pd.DatetimeIndex(np.asarray(ns, dtype="datetime64[ns]")).tz_localize("UTC")
 
 
 def equity_frame(
@@ -108,7 +111,7 @@ def equity_frame(
     gross_exposure: np.ndarray,
 ) -> pd.DataFrame:
     """The equity DataFrame from int64-nanosecond timestamps and float arrays."""
-    index = pd.DatetimeIndex(pd.to_datetime(ts, utc=True), name="ts")
+    index = _times(ts).rename("ts")
     return pd.DataFrame(
         {
             "cash": cash,
@@ -120,73 +123,68 @@ def equity_frame(
     )[EQUITY_COLUMNS]
 
 
+def _frame(columns: dict[str, list[Any]], times: tuple[str, ...], order: list[str]) -> pd.DataFrame:
+    data: dict[str, Any] = dict(columns)
+    for name in times:
+        data[name] = _times(columns[name])
+    return pd.DataFrame(data, columns=order)
+
+
 def trades_frame(trades: Iterable[Trade]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "symbol": t.symbol,
-                "side": t.side,
-                "quantity": t.quantity,
-                "entry_time": _ts(t.entry_ts),
-                "entry_price": t.entry_price,
-                "exit_time": _ts(t.exit_ts),
-                "exit_price": t.exit_price,
-                "pnl": t.pnl,
-                "fees": t.fees,
-                "return_pct": t.return_pct,
-                "bars_held": t.bars_held,
-                "strategy_id": t.strategy_id,
-            }
-            for t in trades
-        ],
-        columns=TRADE_COLUMNS,
-    )
+    trades = list(trades)
+    columns: dict[str, list[Any]] = {
+        "symbol": [t.symbol for t in trades],
+        "side": [t.side for t in trades],
+        "quantity": [t.quantity for t in trades],
+        "entry_time": [t.entry_ts for t in trades],
+        "entry_price": [t.entry_price for t in trades],
+        "exit_time": [t.exit_ts for t in trades],
+        "exit_price": [t.exit_price for t in trades],
+        "pnl": [t.pnl for t in trades],
+        "fees": [t.fees for t in trades],
+        "return_pct": [t.return_pct for t in trades],
+        "bars_held": [t.bars_held for t in trades],
+        "strategy_id": [t.strategy_id for t in trades],
+    }
+    return _frame(columns, ("entry_time", "exit_time"), TRADE_COLUMNS)
 
 
 def orders_frame(orders: Iterable[Order]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "client_order_id": o.client_order_id,
-                "strategy_id": o.strategy_id,
-                "symbol": o.symbol,
-                "side": o.side.value,
-                "type": o.type.value,
-                "quantity": o.quantity,
-                "limit_price": o.limit_price,
-                "stop_price": o.stop_price,
-                "tif": o.tif.value,
-                "status": o.status.value,
-                "filled_quantity": o.filled_quantity,
-                "avg_fill_price": o.avg_fill_price if o.filled_quantity else None,
-                "created_time": _ts(o.created_ts),
-                "updated_time": _ts(o.updated_ts),
-                "reason": o.reason,
-            }
-            for o in orders
-        ],
-        columns=ORDER_COLUMNS,
-    )
+    orders = list(orders)
+    columns: dict[str, list[Any]] = {
+        "client_order_id": [o.client_order_id for o in orders],
+        "strategy_id": [o.strategy_id for o in orders],
+        "symbol": [o.symbol for o in orders],
+        "side": [o.side.value for o in orders],
+        "type": [o.type.value for o in orders],
+        "quantity": [o.quantity for o in orders],
+        "limit_price": [o.limit_price for o in orders],
+        "stop_price": [o.stop_price for o in orders],
+        "tif": [o.tif.value for o in orders],
+        "status": [o.status.value for o in orders],
+        "filled_quantity": [o.filled_quantity for o in orders],
+        "avg_fill_price": [o.avg_fill_price if o.filled_quantity else None for o in orders],
+        "created_time": [o.created_ts for o in orders],
+        "updated_time": [o.updated_ts for o in orders],
+        "reason": [o.reason for o in orders],
+    }
+    return _frame(columns, ("created_time", "updated_time"), ORDER_COLUMNS)
 
 
 def fills_frame(fills: Iterable[Fill]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "fill_id": f.fill_id,
-                "client_order_id": f.client_order_id,
-                "strategy_id": f.strategy_id,
-                "symbol": f.symbol,
-                "side": f.side.value,
-                "quantity": f.quantity,
-                "price": f.price,
-                "fee": f.fee,
-                "time": _ts(f.ts),
-            }
-            for f in fills
-        ],
-        columns=FILL_COLUMNS,
-    )
+    fills = list(fills)
+    columns: dict[str, list[Any]] = {
+        "fill_id": [f.fill_id for f in fills],
+        "client_order_id": [f.client_order_id for f in fills],
+        "strategy_id": [f.strategy_id for f in fills],
+        "symbol": [f.symbol for f in fills],
+        "side": [f.side.value for f in fills],
+        "quantity": [f.quantity for f in fills],
+        "price": [f.price for f in fills],
+        "fee": [f.fee for f in fills],
+        "time": [f.ts for f in fills],
+    }
+    return _frame(columns, ("time",), FILL_COLUMNS)
 
 
 def build_result(

@@ -218,18 +218,22 @@ def infer_periods_per_year(index: pd.DatetimeIndex) -> float:
     Raises :class:`~tradeloom.errors.DataError` with fewer than two distinct timestamps.
     """
     idx = _utc_naive(index)
-    stamps = np.unique(idx.to_numpy())
+    stamps = idx.to_numpy()
+    if len(stamps) > 1 and not (stamps[1:] > stamps[:-1]).all():
+        stamps = np.unique(stamps)  # only unsorted or repeated input needs the O(n log n) pass
     if len(stamps) < 2:
         raise DataError(
             "cannot infer bars per year from fewer than two distinct timestamps; "
             "pass periods_per_year explicitly"
         )
     spacing_days = float(np.median(np.diff(stamps) / np.timedelta64(1, "D")))
-    days_per_year = (
-        365.0 if bool((pd.DatetimeIndex(stamps).day_of_week == _SATURDAY).any()) else 252.0
-    )
+    # 1970-01-01 was a Thursday: day numbers with (n + 3) % 7 == 5 are Saturdays.
+    day_numbers = stamps.astype("datetime64[D]").astype(np.int64)
+    days_per_year = 365.0 if bool(((day_numbers + 3) % 7 == _SATURDAY).any()) else 252.0
     if spacing_days < 20.0 / 24.0:
-        _, per_day = np.unique(stamps.astype("datetime64[D]"), return_counts=True)
+        days = stamps.astype("datetime64[D]")  # ascending, so a day's bars are contiguous
+        starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+        per_day = np.diff(np.r_[starts, len(days)])
         return float(np.median(per_day)) * days_per_year
     if spacing_days < 4.0:
         return days_per_year
