@@ -206,13 +206,13 @@ class BacktestEngine:
                 f"strategy {strategy_id!r} ordered unknown symbol {symbol!r}; "
                 f"this run trades {', '.join(self.symbols)}"
             )
-        self._seq[strategy_id] += 1
-        coid = f"{strategy_id}-{self._seq[strategy_id]}"
+        seq = self._seq[strategy_id] = self._seq[strategy_id] + 1
+        coid = f"{strategy_id}-{seq}"
+        now = self.now
         try:
             order = Order(
-                client_order_id=coid, symbol=symbol, side=side, quantity=quantity, type=kind,
-                limit_price=limit, stop_price=stop, tif=tif, strategy_id=strategy_id,
-                created_ts=self.now, updated_ts=self.now,
+                coid, symbol, side, quantity, kind, limit, stop, tif, strategy_id,
+                OrderStatus.PENDING, 0.0, 0.0, now, now,
             )  # fmt: skip
         except TradeloomError as exc:
             raise RunError(f"strategy {strategy_id!r} placed an invalid order: {exc}") from exc

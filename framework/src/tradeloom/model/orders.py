@@ -126,6 +126,13 @@ class Order:
     """For stop-limit orders: the stop has been touched and the order now works as a limit."""
 
     def __post_init__(self) -> None:
+        if (
+            self.type is OrderType.MARKET
+            and self.limit_price is None
+            and self.stop_price is None
+            and 0 < self.quantity < math.inf
+        ):
+            return  # the common case, checked in one expression
         if not (self.quantity > 0 and math.isfinite(self.quantity)):
             raise OrderStateError(
                 f"order {self.client_order_id}: quantity must be a positive finite number, "
