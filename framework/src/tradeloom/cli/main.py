@@ -75,6 +75,15 @@ def _attach_config_app() -> None:
 _attach_config_app()
 
 
+def _attach_parity() -> None:
+    from tradeloom.cli.parity_cmd import parity_command
+
+    app.command("parity")(parity_command)
+
+
+_attach_parity()
+
+
 @app.command()
 def demo(
     out_dir: OutDir = Path("tradeloom-demo"),

@@ -97,9 +97,8 @@ def run_signals(
     signals = strategy_signals(strategy, data, sid)
     t2 = clock()
     if signals is None:
-        why = (
-            f"strategy {sid!r} ({type(strategy).__name__}) "
-            + ("declined (signals() returned None)" if _has_signals(strategy) else "has no signals()")
+        why = f"strategy {sid!r} ({type(strategy).__name__}) " + (
+            "declined (signals() returned None)" if _has_signals(strategy) else "has no signals()"
         )
         if not fallback:
             raise ConfigError(f"{why}: the vector engine cannot run it")
@@ -107,10 +106,16 @@ def run_signals(
         from tradeloom.api import run_backtest
 
         return run_backtest(
-            market, [(sid, strategy)], broker=SimulatedBroker(params),
-            initial_cash=initial_cash, currency=currency, benchmark=benchmark, config=config,
-            provenance={**provenance, "engine": "event", "vector_fallback": why}, title=title,
-        )  # fmt: skip
+            market,
+            [(sid, strategy)],
+            broker=SimulatedBroker(params),
+            initial_cash=initial_cash,
+            currency=currency,
+            benchmark=benchmark,
+            config=config,
+            provenance={**provenance, "engine": "event", "vector_fallback": why},
+            title=title,
+        )
 
     arrays = signals.checked(data.shape, f"strategy {sid!r} ({type(strategy).__name__})")
     records = _simulate(data, arrays, policy_spec(signals), cost_spec(params, initial_cash))
@@ -118,9 +123,9 @@ def run_signals(
     result = build_result(
         run_id=uuid.uuid4().hex[:12],
         equity=equity_frame(data.ts, *records.equity.T),
-        trades=trades_frame(records.trades(data, sid)),
-        orders=orders_frame(records.orders(data, sid)),
-        fills=fills_frame(records.fills(data, sid)),
+        trades=trades_frame(records.trades(sid)),
+        orders=orders_frame(records.orders(sid)),
+        fills=fills_frame(records.fills(sid)),
         market=market,
         initial_cash=initial_cash,
         currency=currency,
@@ -244,93 +249,114 @@ def _utc(value: pd.Timestamp | str | None) -> pd.Timestamp | None:
 
 
 class _Records:
-    """What :func:`~tradeloom.vector.kernels.simulate_nb` wrote, turned into model objects."""
+    """What :func:`~tradeloom.vector.kernels.simulate_nb` wrote, turned into model objects
+    (column by column: a million-bar run has tens of thousands of orders)."""
 
     def __init__(
         self,
+        data: SignalData,
         equity: np.ndarray,
         orders: np.ndarray,
         fills: np.ndarray,
         trades: np.ndarray,
     ) -> None:
+        self.data = data
         self.equity = equity
         self._orders = orders
         self._fills = fills
         self._trades = trades
 
-    def orders(self, data: SignalData, sid: str) -> list[Order]:
+    def _times(self, rows: np.ndarray) -> list[int]:
+        return self.data.ts[rows.astype(np.int64)].tolist()
+
+    def _symbols(self, columns: np.ndarray) -> list[str]:
+        names = self.data.symbols
+        return [names[j] for j in columns.astype(np.int64).tolist()]
+
+    def orders(self, sid: str) -> list[Order]:
         from tradeloom.vector import kernels as K
 
-        ts, symbols = data.ts, data.symbols
+        o = self._orders
+        status = o[:, K.O_STATUS].astype(np.int64).tolist()
+        symbols = self._symbols(o[:, K.O_SYMBOL])
+        created, updated = self._times(o[:, K.O_K]), self._times(o[:, K.O_UPDATED_K])
+        qty, price = o[:, K.O_QTY].tolist(), o[:, K.O_PRICE].tolist()
+        buys = (o[:, K.O_SIDE] > 0).tolist()
+        x1, x2 = o[:, K.O_X1].tolist(), o[:, K.O_X2].tolist()
+        market, gtc, filled = OrderType.MARKET, TimeInForce.GTC, K.ST_FILLED
         out = []
-        for row in self._orders.tolist():
-            o = len(out)
-            status = int(row[K.O_STATUS])
-            symbol = symbols[int(row[K.O_SYMBOL])]
-            qty = row[K.O_QTY]
-            filled = status == K.ST_FILLED
-            price = row[K.O_PRICE]
+        for i in range(len(o)):
+            q, done = qty[i], status[i] == filled
             out.append(
                 Order(
-                    client_order_id=f"{sid}-{o + 1}",
-                    symbol=symbol,
-                    side=Side.BUY if row[K.O_SIDE] > 0 else Side.SELL,
-                    quantity=qty,
-                    type=OrderType.MARKET,
-                    tif=TimeInForce.GTC,
-                    strategy_id=sid,
-                    status=_STATUS[status],
-                    filled_quantity=qty if filled else 0.0,
+                    f"{sid}-{i + 1}",
+                    symbols[i],
+                    Side.BUY if buys[i] else Side.SELL,
+                    q,
+                    market,
+                    None,
+                    None,
+                    gtc,
+                    sid,
+                    _STATUS[status[i]],
+                    q if done else 0.0,
                     # Order.with_fill's arithmetic, so the value is bit-identical.
-                    avg_fill_price=(0.0 * 0.0 + price * qty) / qty if filled else 0.0,
-                    created_ts=int(ts[int(row[K.O_K])]),
-                    updated_ts=int(ts[int(row[K.O_UPDATED_K])]),
-                    reason=_reason(status, symbol, row[K.O_X1], row[K.O_X2]),
+                    (0.0 * 0.0 + price[i] * q) / q if done else 0.0,
+                    created[i],
+                    updated[i],
+                    _reason(status[i], symbols[i], x1[i], x2[i]),
                 )
             )
         return out
 
-    def fills(self, data: SignalData, sid: str) -> list[Fill]:
+    def fills(self, sid: str) -> list[Fill]:
         from tradeloom.vector import kernels as K
 
-        ts, symbols, orders = data.ts, data.symbols, self._orders
-        out = []
-        for f, o in enumerate(self._fills.tolist()):
-            row = orders[o]
-            out.append(
-                Fill(
-                    fill_id=f"F{f + 1}",
-                    client_order_id=f"{sid}-{o + 1}",
-                    symbol=symbols[int(row[K.O_SYMBOL])],
-                    side=Side.BUY if row[K.O_SIDE] > 0 else Side.SELL,
-                    quantity=float(row[K.O_QTY]),
-                    price=float(row[K.O_PRICE]),
-                    fee=float(row[K.O_FEE]),
-                    ts=int(ts[int(row[K.O_UPDATED_K])]),
-                    strategy_id=sid,
-                )
+        o = self._orders[self._fills]
+        symbols = self._symbols(o[:, K.O_SYMBOL])
+        times = self._times(o[:, K.O_UPDATED_K])
+        qty, price, fee = o[:, K.O_QTY].tolist(), o[:, K.O_PRICE].tolist(), o[:, K.O_FEE].tolist()
+        buys = (o[:, K.O_SIDE] > 0).tolist()
+        return [
+            Fill(
+                f"F{f + 1}",
+                f"{sid}-{order + 1}",
+                symbols[f],
+                Side.BUY if buys[f] else Side.SELL,
+                qty[f],
+                price[f],
+                fee[f],
+                times[f],
+                sid,
             )
-        return out
+            for f, order in enumerate(self._fills.tolist())
+        ]
 
-    def trades(self, data: SignalData, sid: str) -> list[Trade]:
+    def trades(self, sid: str) -> list[Trade]:
         from tradeloom.vector import kernels as K
 
-        ts, symbols = data.ts, data.symbols
+        t = self._trades
+        symbols = self._symbols(t[:, K.T_SYMBOL])
+        entry, exit_ = self._times(t[:, K.T_ENTRY_K]), self._times(t[:, K.T_EXIT_K])
+        longs = (t[:, K.T_SIDE] > 0).tolist()
+        columns = (K.T_QTY, K.T_ENTRY_PRICE, K.T_EXIT_PRICE, K.T_PNL, K.T_FEES)
+        qty, entry_price, exit_price, pnl, fees = (t[:, c].tolist() for c in columns)
+        bars = t[:, K.T_BARS].astype(np.int64).tolist()
         return [
             Trade(
-                symbol=symbols[int(row[K.T_SYMBOL])],
-                side="long" if row[K.T_SIDE] > 0 else "short",
-                quantity=row[K.T_QTY],
-                entry_ts=int(ts[int(row[K.T_ENTRY_K])]),
-                entry_price=row[K.T_ENTRY_PRICE],
-                exit_ts=int(ts[int(row[K.T_EXIT_K])]),
-                exit_price=row[K.T_EXIT_PRICE],
-                pnl=row[K.T_PNL],
-                fees=row[K.T_FEES],
-                bars_held=int(row[K.T_BARS]),
-                strategy_id=sid,
+                symbols[i],
+                "long" if longs[i] else "short",
+                qty[i],
+                entry[i],
+                entry_price[i],
+                exit_[i],
+                exit_price[i],
+                pnl[i],
+                fees[i],
+                bars[i],
+                sid,
             )
-            for row in self._trades.tolist()
+            for i in range(len(t))
         ]
 
 
@@ -367,11 +393,8 @@ def _simulate(
 ) -> _Records:
     from tradeloom.vector import kernels as K
 
-    has_bar = ~np.isnan(data.close) if data.n_symbols > 1 else None
-    any_signal = arrays[0] | arrays[1] | arrays[2] | arrays[3]
-    if has_bar is not None:
-        any_signal &= has_bar
-    capacity = int(np.count_nonzero(any_signal))
+    # At most one order per (bar, symbol) with a signal; fills <= orders; trades <= fills.
+    capacity = sum(int(np.count_nonzero(a)) for a in arrays)
     equity = np.empty((data.n, K.N_EQUITY_COLS))
     orders = np.empty((capacity, K.N_ORDER_COLS))
     fills = np.empty(capacity, dtype=np.int64)
@@ -380,4 +403,4 @@ def _simulate(
         data.open, data.close, *arrays, policy, costs, 1.0, True, equity, orders, fills, trades
     )
     n_orders, n_fills, n_trades = (int(stats[i]) for i in (K.S_ORDERS, K.S_FILLS, K.S_TRADES))
-    return _Records(equity, orders[:n_orders], fills[:n_fills], trades[:n_trades])
+    return _Records(data, equity, orders[:n_orders], fills[:n_fills], trades[:n_trades])

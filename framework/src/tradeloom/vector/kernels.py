@@ -15,10 +15,12 @@ operation so that float results are identical, not just close). At each timestam
 3. with ``fill_at = "close"``: fill the orders just sent at this bar's close;
 4. record cash, position value (at the latest closes), equity and gross exposure.
 
-Orders still working after the last timestamp are canceled. Results go to caller-allocated
-record arrays (columns named by the ``O_*``, ``T_*`` and ``E_*`` constants) when ``record``
-is true; the headline statistics (``S_*``) are always returned, so sweeps need no per-bar
-output at all.
+Orders still working after the last timestamp are canceled. With ``record``, results go to
+caller-allocated record arrays (columns named by the ``O_*``, ``T_*`` and ``E_*`` constants)
+and the caller computes metrics from them; without it (sweeps) nothing per bar is written and
+the returned statistics (``S_*``) include the Sharpe ratio and maximum drawdown, computed on
+the fly with :mod:`tradeloom.report.metrics`' definitions (equal to them up to the rounding of
+the sums).
 
 Kernels are compiled lazily on first call and cached on disk (``cache=True``); importing this
 module compiles nothing. Inputs are validated by the Python callers
@@ -69,15 +71,6 @@ N_EQUITY_COLS = 4
 # Statistics returned by every simulation.
 S_ORDERS, S_FILLS, S_TRADES, S_FINAL_EQUITY, S_TOTAL_RETURN, S_SHARPE, S_MAX_DRAWDOWN = range(7)
 N_STATS = 7
-
-# Per-symbol state (float and int tables, one row per symbol).
-_POS, _AVG, _ENTRY_FEES, _LAST, _W_QTY = range(5)
-_ENTRY_K, _ENTRY_BAR, _BAR, _W_ON, _W_ORDER, _W_SIDE, _IN_BOOKS = range(7)
-# Account and counters.
-_CASH = 0
-_N_ORDERS, _N_FILLS, _N_TRADES, _N_BOOKS = range(4)
-
-LONG_ENTRY, LONG_EXIT, SHORT_ENTRY, SHORT_EXIT = 1, 2, 4, 8
 
 
 class CostSpec(NamedTuple):
@@ -131,230 +124,25 @@ def slipped_nb(price: float, side: int, bps: float) -> float:
     return price * (1.0 - factor)
 
 
+# One function, on purpose: numba reference-counts every array handed to a helper, which costs
+# more than the bookkeeping itself on the order path. Helpers take scalars only.
 @njit(cache=True)
-def _open_nb(fs, ist, j, k, side, qty, price, fee):  # type: ignore[no-untyped-def]
-    """``Ledger._open``: add ``qty`` to the position of symbol ``j`` (average cost)."""
-    held = abs(fs[j, _POS])
-    if held == 0.0:
-        ist[j, _ENTRY_K] = k
-        ist[j, _ENTRY_BAR] = ist[j, _BAR]
-        fs[j, _AVG] = price
-    else:
-        fs[j, _AVG] = (fs[j, _AVG] * held + price * qty) / (held + qty)
-    fs[j, _POS] += side * qty
-    fs[j, _ENTRY_FEES] += fee
-
-
-@njit(cache=True)
-def _apply_fill_nb(fs, ist, acct, cnt, books, j, k, side, qty, price, fee, record, trades):  # type: ignore[no-untyped-def]
-    """``Ledger.apply_fill``: cash, position and the trade a reducing fill closes."""
-    acct[_CASH] -= side * qty * price + fee
-    if ist[j, _IN_BOOKS] == 0:
-        ist[j, _IN_BOOKS] = 1
-        books[cnt[_N_BOOKS]] = j
-        cnt[_N_BOOKS] += 1
-    held = fs[j, _POS]
-    if held == 0.0 or (held > 0) == (side > 0):
-        _open_nb(fs, ist, j, k, side, qty, price, fee)
-        return
-    closing = min(qty, abs(held))
-    exit_fee = fee * closing / qty
-    entry_fee = fs[j, _ENTRY_FEES] * closing / abs(held)
-    direction = 1.0 if held > 0 else -1.0
-    gross = (price - fs[j, _AVG]) * closing * direction
-    fs[j, _ENTRY_FEES] -= entry_fee
-    t = cnt[_N_TRADES]
-    cnt[_N_TRADES] += 1
-    if record:
-        trades[t, T_SYMBOL] = j
-        trades[t, T_SIDE] = 1.0 if held > 0 else -1.0
-        trades[t, T_QTY] = closing
-        trades[t, T_ENTRY_K] = ist[j, _ENTRY_K]
-        trades[t, T_ENTRY_PRICE] = fs[j, _AVG]
-        trades[t, T_EXIT_K] = k
-        trades[t, T_EXIT_PRICE] = price
-        trades[t, T_PNL] = gross - entry_fee - exit_fee
-        trades[t, T_FEES] = entry_fee + exit_fee
-        trades[t, T_BARS] = ist[j, _BAR] - ist[j, _ENTRY_BAR]
-    remaining = held + side * closing
-    if abs(remaining) <= QTY_EPSILON:
-        fs[j, _POS] = 0.0
-        fs[j, _AVG] = 0.0
-        fs[j, _ENTRY_FEES] = 0.0
-    else:
-        fs[j, _POS] = remaining
-    left = qty - closing
-    if left > QTY_EPSILON:  # the fill flips the position
-        _open_nb(fs, ist, j, k, side, left, price, fee - exit_fee)
-
-
-@njit(cache=True)
-def _execute_nb(fs, ist, acct, cnt, books, costs, j, k, price, record, orders, fills, trades):  # type: ignore[no-untyped-def]
-    """``SimulatedBroker._fill``: fill the working order of symbol ``j`` at ``price`` (slippage
-    included), or cancel it when a buy that opens or adds to a long cannot be paid for."""
-    o = ist[j, _W_ORDER]
-    side = ist[j, _W_SIDE]
-    qty = fs[j, _W_QTY]
-    ist[j, _W_ON] = 0
-    fee = fee_nb(costs, qty, price)
-    cash = acct[_CASH]
-    opens_long = side > 0 and fs[j, _POS] + qty > QTY_EPSILON
-    if opens_long and qty * price + fee > cash + CASH_EPSILON:
-        if record:
-            orders[o, O_STATUS] = ST_CANCELED_CASH
-            orders[o, O_UPDATED_K] = k
-            orders[o, O_X1] = qty * price + fee
-            orders[o, O_X2] = cash
-        return
-    f = cnt[_N_FILLS]
-    cnt[_N_FILLS] += 1
-    if record:
-        fills[f] = o
-        orders[o, O_STATUS] = ST_FILLED
-        orders[o, O_UPDATED_K] = k
-        orders[o, O_PRICE] = price
-        orders[o, O_FEE] = fee
-    _apply_fill_nb(fs, ist, acct, cnt, books, j, k, side, qty, price, fee, record, trades)
-
-
-@njit(cache=True)
-def _books_value_nb(fs, cnt, books):  # type: ignore[no-untyped-def]
-    """``Ledger.position_value``: positions at the latest closes, in the ledger's book order."""
-    value = 0.0
-    for b in range(cnt[_N_BOOKS]):
-        j = books[b]
-        value += fs[j, _POS] * fs[j, _LAST]
-    return value
-
-
-@njit(cache=True)
-def _size_nb(fs, ist, acct, cnt, books, policy, j, long):  # type: ignore[no-untyped-def]
-    """``tradeloom_strategies.sizing.position_size`` from the simulated account."""
-    if not math.isnan(policy.quantity):
-        return policy.quantity
-    m = fs.shape[0]
-    price = fs[j, _LAST]
-    if not price > 0:
-        return 0.0
-    cash = acct[_CASH]
-    equity = cash + _books_value_nb(fs, cnt, books)
-    units = policy.fraction * equity / m / price
-    if long:
-        committed = 0.0
-        for i in range(m):
-            if ist[i, _W_ON] != 0 and ist[i, _W_SIDE] > 0:
-                committed += fs[i, _W_QTY] * fs[i, _LAST]
-        shorts = 0.0
-        for b in range(cnt[_N_BOOKS]):
-            i = books[b]
-            if fs[i, _POS] < 0:
-                shorts += -fs[i, _POS] * fs[i, _LAST]
-        free = max(0.0, cash - committed - shorts)
-        units = min(units, policy.fraction * free / price)
-    size = np.floor(units + UNIT_EPSILON)
-    return size if size > 0 else 0.0
-
-
-@njit(cache=True)
-def _submit_nb(fs, ist, acct, cnt, costs, j, k, side, qty, record, orders):  # type: ignore[no-untyped-def]
-    """``SimulatedBroker.submit`` of a market order: accept it (working) or reject it."""
-    o = cnt[_N_ORDERS]
-    cnt[_N_ORDERS] += 1
-    if record:
-        orders[o, O_K] = k
-        orders[o, O_SYMBOL] = j
-        orders[o, O_SIDE] = side
-        orders[o, O_QTY] = qty
-        orders[o, O_STATUS] = ST_WORKING
-        orders[o, O_UPDATED_K] = k
-        orders[o, O_PRICE] = np.nan
-        orders[o, O_FEE] = np.nan
-        orders[o, O_X1] = np.nan
-        orders[o, O_X2] = np.nan
-    held = fs[j, _POS]
-    if side > 0:
-        short_left = max(0.0, -held)
-        opening = max(0.0, qty - short_left)
-        if opening > QTY_EPSILON:  # a buy that only covers a short is never refused
-            bps = costs.slippage_bps
-            ref = slipped_nb(fs[j, _LAST], 1, bps)
-            cost = qty * ref + fee_nb(costs, qty, ref)
-            reserved = 0.0
-            m = fs.shape[0]
-            for i in range(m):
-                if ist[i, _W_ON] != 0 and ist[i, _W_SIDE] > 0:
-                    price = slipped_nb(fs[i, _LAST], 1, bps)
-                    reserved += fs[i, _W_QTY] * price + fee_nb(costs, fs[i, _W_QTY], price)
-            available = acct[_CASH] - reserved
-            if cost > available + CASH_EPSILON:
-                if record:
-                    orders[o, O_STATUS] = ST_REJECTED_CASH
-                    orders[o, O_X1] = cost
-                    orders[o, O_X2] = available
-                return
-    elif not costs.allow_short and qty > held + QTY_EPSILON:
-        if record:
-            orders[o, O_STATUS] = ST_REJECTED_SHORT
-            orders[o, O_X1] = qty
-            orders[o, O_X2] = held
-        return
-    ist[j, _W_ON] = 1
-    ist[j, _W_ORDER] = o
-    ist[j, _W_SIDE] = side
-    fs[j, _W_QTY] = qty
-
-
-@njit(cache=True)
-def _decide_nb(fs, ist, acct, cnt, books, policy, costs, j, k, bits, record, orders):  # type: ignore[no-untyped-def]
-    """Apply the signal bits of symbol ``j`` at bar ``k`` to its position (the table in
-    :class:`~tradeloom.vector.signals.Signals`) and submit the order, if any."""
-    pos = fs[j, _POS]
-    target = np.nan
-    if abs(pos) <= QTY_EPSILON:
-        if bits & LONG_ENTRY:
-            target = _size_nb(fs, ist, acct, cnt, books, policy, j, True)
-        elif policy.long_short and bits & SHORT_ENTRY:
-            target = -_size_nb(fs, ist, acct, cnt, books, policy, j, False)
-    elif pos > 0:
-        if policy.long_short and bits & SHORT_ENTRY:
-            target = -_size_nb(fs, ist, acct, cnt, books, policy, j, False)
-        elif policy.retarget and bits & LONG_ENTRY:
-            target = _size_nb(fs, ist, acct, cnt, books, policy, j, True)
-        elif bits & LONG_EXIT:
-            target = 0.0
-    else:
-        if bits & LONG_ENTRY:
-            target = _size_nb(fs, ist, acct, cnt, books, policy, j, True)
-        elif policy.retarget and bits & SHORT_ENTRY:
-            target = -_size_nb(fs, ist, acct, cnt, books, policy, j, False)
-        elif bits & SHORT_EXIT:
-            target = 0.0
-    if math.isnan(target):
-        return
-    delta = target - pos
-    if abs(delta) <= QTY_EPSILON:
-        return
-    side = 1 if delta > 0 else -1
-    _submit_nb(fs, ist, acct, cnt, costs, j, k, side, abs(delta), record, orders)
-
-
-@njit(cache=True)
-def simulate_nb(  # type: ignore[no-untyped-def]
-    open_,
-    close,
-    long_entry,
-    long_exit,
-    short_entry,
-    short_exit,
-    policy,
-    costs,
-    periods_per_year,
-    record,
-    equity,
-    orders,
-    fills,
-    trades,
-):
+def simulate_nb(
+    open_: np.ndarray,
+    close: np.ndarray,
+    long_entry: np.ndarray,
+    long_exit: np.ndarray,
+    short_entry: np.ndarray,
+    short_exit: np.ndarray,
+    policy: PolicySpec,
+    costs: CostSpec,
+    periods_per_year: float,
+    record: bool,
+    equity: np.ndarray,
+    orders: np.ndarray,
+    fills: np.ndarray,
+    trades: np.ndarray,
+) -> np.ndarray:
     """Simulate one signal set on the merged timeline; return the ``S_*`` statistics.
 
     ``open_``, ``close``: float64 ``(n, m)``, NaN where a symbol has no bar. The four signal
@@ -362,110 +150,293 @@ def simulate_nb(  # type: ignore[no-untyped-def]
     With ``record``, fills ``equity`` ``(n, N_EQUITY_COLS)``, ``orders``
     ``(capacity, N_ORDER_COLS)``, ``fills`` (order index per fill, in fill order) and
     ``trades`` ``(capacity, N_TRADE_COLS)``; a capacity of the number of (bar, symbol) cells
-    with any signal is always enough. Without it they may be empty arrays.
+    with any signal is always enough, and ``S_SHARPE`` / ``S_MAX_DRAWDOWN`` are NaN. Without
+    it the record arrays may be empty.
     """
     n, m = close.shape
-    fs = np.zeros((m, 5))
-    fs[:, _LAST] = np.nan
-    ist = np.zeros((m, 7), dtype=np.int64)
-    ist[:, _BAR] = -1
-    books = np.zeros(m, dtype=np.int64)
-    acct = np.zeros(1)
-    acct[_CASH] = costs.initial_cash
-    cnt = np.zeros(4, dtype=np.int64)
     at_close = costs.fill_at_close
     bps = costs.slippage_bps
     initial = costs.initial_cash
+    long_short = policy.long_short
+    retarget = policy.retarget
+    fixed = not math.isnan(policy.quantity)
+    # The ledger: cash and one book per symbol (Ledger / _Book).
+    cash = initial
+    pos = np.zeros(m)
+    avg = np.zeros(m)
+    entry_fees = np.zeros(m)
+    entry_k = np.zeros(m, dtype=np.int64)
+    entry_bar = np.zeros(m, dtype=np.int64)
+    books = np.zeros(m, dtype=np.int64)  # symbols in the order their book was opened
+    in_books = np.zeros(m, dtype=np.bool_)
+    n_books = 0
+    # The broker: latest closes, own bar counts, at most one working market order per symbol.
+    last = np.full(m, np.nan)
+    bar = np.full(m, -1, dtype=np.int64)
+    w_on = np.zeros(m, dtype=np.bool_)
+    w_order = np.zeros(m, dtype=np.int64)
+    w_side = np.zeros(m, dtype=np.int64)
+    w_qty = np.zeros(m)
+    n_orders = 0
+    n_fills = 0
+    n_trades = 0
     # Running statistics of the equity curve (report.metrics' definitions).
     prev = initial
     peak = initial
+    trough = initial
     max_dd = 0.0
     valid = True
-    n_ret = 0
-    mean = 0.0
-    m2 = 0.0
+    sum_r = 0.0
+    sum_r2 = 0.0
     eq = initial
 
     for k in range(n):
-        for j in range(m):
-            c = close[k, j]
-            if c != c:
-                continue
-            ist[j, _BAR] += 1
-            if ist[j, _W_ON] != 0 and not at_close:
-                price = slipped_nb(open_[k, j], ist[j, _W_SIDE], bps)
-                _execute_nb(
-                    fs, ist, acct, cnt, books, costs, j, k, price, record, orders, fills, trades
-                )
-            fs[j, _LAST] = c
-        for j in range(m):
-            if close[k, j] != close[k, j]:
-                continue
-            bits = 0
-            if long_entry[k, j]:
-                bits |= LONG_ENTRY
-            if long_exit[k, j]:
-                bits |= LONG_EXIT
-            if short_entry[k, j]:
-                bits |= SHORT_ENTRY
-            if short_exit[k, j]:
-                bits |= SHORT_EXIT
-            if bits != 0:
-                _decide_nb(fs, ist, acct, cnt, books, policy, costs, j, k, bits, record, orders)
-        if at_close:
+        # Stage 0: new bars fill working orders at the open; stage 1: the strategy decides;
+        # stage 2: with fill_at = "close", the orders just sent fill at this close.
+        for stage in range(3):
             for j in range(m):
-                if close[k, j] == close[k, j] and ist[j, _W_ON] != 0:
-                    price = slipped_nb(close[k, j], ist[j, _W_SIDE], bps)
-                    _execute_nb(
-                        fs, ist, acct, cnt, books, costs, j, k, price, record, orders, fills, trades
-                    )
+                c = close[k, j]
+                if c != c:
+                    continue
+                if stage == 0:
+                    bar[j] += 1
+                if stage == 1:
+                    # --- the strategy: signals -> target (Signals' table) -------------------
+                    held = pos[j]
+                    action = 0  # 1: target +size, 2: target -size, 3: target 0
+                    if abs(held) <= QTY_EPSILON:
+                        if long_entry[k, j]:
+                            action = 1
+                        elif long_short and short_entry[k, j]:
+                            action = 2
+                    elif held > 0:
+                        if long_short and short_entry[k, j]:
+                            action = 2
+                        elif retarget and long_entry[k, j]:
+                            action = 1
+                        elif long_exit[k, j]:
+                            action = 3
+                    else:
+                        if long_entry[k, j]:
+                            action = 1
+                        elif retarget and short_entry[k, j]:
+                            action = 2
+                        elif short_exit[k, j]:
+                            action = 3
+                    if action == 0:
+                        continue
+                    target = 0.0
+                    if action != 3:
+                        # --- position_size -----------------------------------------------
+                        is_long = action == 1
+                        if fixed:
+                            size = policy.quantity
+                        else:
+                            price = last[j]
+                            size = 0.0
+                            if price > 0:
+                                value = 0.0
+                                for b in range(n_books):
+                                    value += pos[books[b]] * last[books[b]]
+                                units = policy.fraction * (cash + value) / m / price
+                                if is_long:
+                                    committed = 0.0
+                                    for i in range(m):
+                                        if w_on[i] and w_side[i] > 0:
+                                            committed += w_qty[i] * last[i]
+                                    shorts = 0.0
+                                    for b in range(n_books):
+                                        i = books[b]
+                                        if pos[i] < 0:
+                                            shorts += -pos[i] * last[i]
+                                    free = max(0.0, cash - committed - shorts)
+                                    units = min(units, policy.fraction * free / price)
+                                size = np.floor(units + UNIT_EPSILON)
+                                if not size > 0:
+                                    size = 0.0
+                        target = size if is_long else -size
+                    delta = target - held
+                    if abs(delta) <= QTY_EPSILON:
+                        continue
+                    # --- SimulatedBroker.submit (market order) ------------------------------
+                    side = 1 if delta > 0 else -1
+                    qty = abs(delta)
+                    o = n_orders
+                    n_orders += 1
+                    if record:
+                        orders[o, O_K] = k
+                        orders[o, O_SYMBOL] = j
+                        orders[o, O_SIDE] = side
+                        orders[o, O_QTY] = qty
+                        orders[o, O_STATUS] = ST_WORKING
+                        orders[o, O_UPDATED_K] = k
+                        orders[o, O_PRICE] = np.nan
+                        orders[o, O_FEE] = np.nan
+                        orders[o, O_X1] = np.nan
+                        orders[o, O_X2] = np.nan
+                    if side > 0:
+                        opening = max(0.0, qty - max(0.0, -held))
+                        if opening > QTY_EPSILON:  # a buy that only covers is never refused
+                            ref = slipped_nb(last[j], 1, bps)
+                            cost = qty * ref + fee_nb(costs, qty, ref)
+                            reserved = 0.0
+                            for i in range(m):
+                                if w_on[i] and w_side[i] > 0:
+                                    price = slipped_nb(last[i], 1, bps)
+                                    reserved += w_qty[i] * price + fee_nb(costs, w_qty[i], price)
+                            available = cash - reserved
+                            if cost > available + CASH_EPSILON:
+                                if record:
+                                    orders[o, O_STATUS] = ST_REJECTED_CASH
+                                    orders[o, O_X1] = cost
+                                    orders[o, O_X2] = available
+                                continue
+                    elif not costs.allow_short and qty > held + QTY_EPSILON:
+                        if record:
+                            orders[o, O_STATUS] = ST_REJECTED_SHORT
+                            orders[o, O_X1] = qty
+                            orders[o, O_X2] = held
+                        continue
+                    w_on[j] = True
+                    w_order[j] = o
+                    w_side[j] = side
+                    w_qty[j] = qty
+                    continue
+                if w_on[j] and (stage == 2) == at_close:
+                    # --- SimulatedBroker._fill ----------------------------------------------
+                    side = w_side[j]
+                    qty = w_qty[j]
+                    o = w_order[j]
+                    w_on[j] = False
+                    price = slipped_nb(open_[k, j] if stage == 0 else c, side, bps)
+                    fee = fee_nb(costs, qty, price)
+                    if (
+                        side > 0
+                        and pos[j] + qty > QTY_EPSILON
+                        and qty * price + fee > cash + CASH_EPSILON
+                    ):
+                        if record:
+                            orders[o, O_STATUS] = ST_CANCELED_CASH
+                            orders[o, O_UPDATED_K] = k
+                            orders[o, O_X1] = qty * price + fee
+                            orders[o, O_X2] = cash
+                    else:
+                        if record:
+                            fills[n_fills] = o
+                            orders[o, O_STATUS] = ST_FILLED
+                            orders[o, O_UPDATED_K] = k
+                            orders[o, O_PRICE] = price
+                            orders[o, O_FEE] = fee
+                        n_fills += 1
+                        # --- Ledger.apply_fill --------------------------------------------
+                        cash -= side * qty * price + fee
+                        if not in_books[j]:
+                            in_books[j] = True
+                            books[n_books] = j
+                            n_books += 1
+                        held = pos[j]
+                        open_qty = qty
+                        open_fee = fee
+                        if held != 0.0 and (held > 0) != (side > 0):
+                            closing = min(qty, abs(held))
+                            exit_fee = fee * closing / qty
+                            entry_fee = entry_fees[j] * closing / abs(held)
+                            direction = 1.0 if held > 0 else -1.0
+                            gross = (price - avg[j]) * closing * direction
+                            entry_fees[j] -= entry_fee
+                            if record:
+                                t = n_trades
+                                trades[t, T_SYMBOL] = j
+                                trades[t, T_SIDE] = direction
+                                trades[t, T_QTY] = closing
+                                trades[t, T_ENTRY_K] = entry_k[j]
+                                trades[t, T_ENTRY_PRICE] = avg[j]
+                                trades[t, T_EXIT_K] = k
+                                trades[t, T_EXIT_PRICE] = price
+                                trades[t, T_PNL] = gross - entry_fee - exit_fee
+                                trades[t, T_FEES] = entry_fee + exit_fee
+                                trades[t, T_BARS] = bar[j] - entry_bar[j]
+                            n_trades += 1
+                            remaining = held + side * closing
+                            if abs(remaining) <= QTY_EPSILON:
+                                pos[j] = 0.0
+                                avg[j] = 0.0
+                                entry_fees[j] = 0.0
+                            else:
+                                pos[j] = remaining
+                            open_qty = qty - closing
+                            open_fee = fee - exit_fee
+                            if not open_qty > QTY_EPSILON:
+                                open_qty = 0.0
+                        if open_qty > 0.0:  # Ledger._open: a new or larger position
+                            current = abs(pos[j])
+                            if current == 0.0:
+                                entry_k[j] = k
+                                entry_bar[j] = bar[j]
+                                avg[j] = price
+                            else:
+                                avg[j] = (avg[j] * current + price * open_qty) / (
+                                    current + open_qty
+                                )
+                            pos[j] += side * open_qty
+                            entry_fees[j] += open_fee
+                if stage == 0:
+                    last[j] = c
+
+        # --- equity at the closes ----------------------------------------------------------
         value = 0.0
         gross = 0.0
         for j in range(m):
-            q = fs[j, _POS]
+            q = pos[j]
             if q != 0.0:
-                value += q * fs[j, _LAST]
-                gross += abs(q) * fs[j, _LAST]
-        cash = acct[_CASH]
+                value += q * last[j]
+                gross += abs(q) * last[j]
         eq = cash + value
         if record:
             equity[k, E_CASH] = cash
             equity[k, E_VALUE] = value
             equity[k, E_EQUITY] = eq
             equity[k, E_GROSS] = gross
-        if valid:
+        if record:
+            continue  # the caller has the curve; statistics are for sweeps
+        if eq != prev:  # else the return is exactly 0 and the drawdown unchanged
             if prev > 0:
                 r = eq / prev - 1.0
-                n_ret += 1
-                delta = r - mean
-                mean += delta / n_ret
-                m2 += delta * (r - mean)
+                sum_r += r
+                sum_r2 += r * r
             else:
                 valid = False
-        prev = eq
-        if eq > peak:
-            peak = eq
-        dd = eq / peak - 1.0
-        if dd < max_dd:
-            max_dd = dd
+            prev = eq
+            if eq >= peak:
+                peak = eq
+                trough = eq
+            elif eq < trough:  # only a new low since the peak can deepen the drawdown
+                trough = eq
+                dd = eq / peak - 1.0
+                if dd < max_dd:
+                    max_dd = dd
+        elif prev <= 0:
+            valid = False
 
-    for j in range(m):
-        if ist[j, _W_ON] != 0:
-            ist[j, _W_ON] = 0
-            if record:
-                o = ist[j, _W_ORDER]
-                orders[o, O_STATUS] = ST_CANCELED_END
-                orders[o, O_UPDATED_K] = n - 1
+    if record:  # working orders left at the end are canceled
+        for j in range(m):
+            if w_on[j]:
+                orders[w_order[j], O_STATUS] = ST_CANCELED_END
+                orders[w_order[j], O_UPDATED_K] = n - 1
 
     stats = np.empty(N_STATS)
-    stats[S_ORDERS] = cnt[_N_ORDERS]
-    stats[S_FILLS] = cnt[_N_FILLS]
-    stats[S_TRADES] = cnt[_N_TRADES]
+    stats[S_ORDERS] = n_orders
+    stats[S_FILLS] = n_fills
+    stats[S_TRADES] = n_trades
     stats[S_FINAL_EQUITY] = eq
     stats[S_TOTAL_RETURN] = eq / initial - 1.0
     sharpe = np.nan
-    if valid and n_ret >= 2:
-        std = math.sqrt(m2 / (n_ret - 1))
+    if record:
+        max_dd = np.nan
+    elif valid and n >= 2:
+        mean = sum_r / n
+        var = (sum_r2 - sum_r * mean) / (n - 1)
+        std = math.sqrt(var) if var > 0.0 else 0.0
         if std > ZERO_TOLERANCE:
             sharpe = mean / std * math.sqrt(periods_per_year)
     stats[S_SHARPE] = sharpe
@@ -474,20 +445,20 @@ def simulate_nb(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, parallel=True)
-def simulate_batch_nb(  # type: ignore[no-untyped-def]
-    open_,
-    close,
-    long_entry,
-    long_exit,
-    short_entry,
-    short_exit,
-    long_short,
-    retarget,
-    quantity,
-    fraction,
-    costs,
-    periods_per_year,
-):
+def simulate_batch_nb(
+    open_: np.ndarray,
+    close: np.ndarray,
+    long_entry: np.ndarray,
+    long_exit: np.ndarray,
+    short_entry: np.ndarray,
+    short_exit: np.ndarray,
+    long_short: np.ndarray,
+    retarget: np.ndarray,
+    quantity: np.ndarray,
+    fraction: np.ndarray,
+    costs: CostSpec,
+    periods_per_year: float,
+) -> np.ndarray:
     """Statistics of ``c`` signal sets at once, in parallel over all cores.
 
     The signal arrays are bool ``(c, n, m)``; ``long_short``, ``retarget`` (bool), ``quantity``

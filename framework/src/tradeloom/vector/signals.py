@@ -147,8 +147,12 @@ def signal_data(market: MarketData) -> SignalData:
             at = np.searchsorted(ts, stamps)
             for name in FIELDS:
                 arrays[name][at, j] = frame[name].to_numpy(np.float64)
-    for array in (ts, *arrays.values()):
-        array.flags.writeable = False
+    # Read-only views: the frames' own arrays stay writable.
+    ts = ts.view()
+    ts.flags.writeable = False
+    for name, array in arrays.items():
+        arrays[name] = view = array.view()
+        view.flags.writeable = False
     return SignalData(ts=ts, symbols=list(symbols), **arrays)
 
 

@@ -29,7 +29,8 @@ from pydantic import Field
 from tradeloom.components import Capabilities, Mode
 from tradeloom.model import Bar
 from tradeloom.strategy import Context, Strategy
-from tradeloom_strategies.sizing import SizedParams, is_flat, position_size
+from tradeloom.vector.signals import SignalData, Signals
+from tradeloom_strategies.sizing import SizedParams, is_flat, position_size, signal_sizing
 
 
 class DonchianBreakout(Strategy):
@@ -88,6 +89,17 @@ class DonchianBreakout(Strategy):
             ctx.order_target(symbol, sign * size)
         else:
             ctx.order_target(symbol, 0.0)
+
+    def signals(self, data: SignalData) -> Signals:
+        """The rules of :meth:`on_bar` for every bar at once (``tradeloom.vector``): a close
+        beyond the entry channel is an entry (a flip when positioned the other way, as
+        ``_target`` does), beyond the exit channel an exit."""
+        from tradeloom_strategies.signal_kernels import donchian_signals_nb
+
+        p = self.params
+        out = Signals.empty(data, signal_sizing(p), long_short=p.long_short)
+        donchian_signals_nb(data.high, data.low, data.close, p.entry, p.exit, *out.arrays())
+        return out
 
 
 def _upper(ctx: Context, symbol: str, window: int) -> float:

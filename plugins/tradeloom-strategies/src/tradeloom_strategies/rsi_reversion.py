@@ -32,7 +32,8 @@ from pydantic import Field, model_validator
 from tradeloom.components import Capabilities, Mode
 from tradeloom.model import Bar
 from tradeloom.strategy import Context, Strategy
-from tradeloom_strategies.sizing import SizedParams, is_flat, position_size
+from tradeloom.vector.signals import SignalData, Signals
+from tradeloom_strategies.sizing import SizedParams, is_flat, position_size, signal_sizing
 
 
 @dataclass(slots=True)
@@ -152,3 +153,14 @@ class RsiMeanReversion(Strategy):
     def _target(self, ctx: Context, symbol: str, sign: int) -> None:
         size = position_size(ctx, symbol, self.params, long=sign > 0)
         ctx.order_target(symbol, sign * size)
+
+    def signals(self, data: SignalData) -> Signals:
+        """The rules of :meth:`on_bar` for every bar at once (``tradeloom.vector``): RSI below
+        ``oversold`` is a long entry (a flip from short), above ``overbought`` a short entry,
+        above / below ``exit_level`` the long / short exit."""
+        from tradeloom_strategies.signal_kernels import rsi_signals_nb
+
+        p = self.params
+        out = Signals.empty(data, signal_sizing(p), long_short=p.long_short)
+        rsi_signals_nb(data.close, p.period, p.oversold, p.overbought, p.exit_level, *out.arrays())
+        return out

@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 from tradeloom.components import Params
 from tradeloom.model import Side
 from tradeloom.strategy import Context
+from tradeloom.vector.signals import Sizing
 
 Direction = Literal["long_only", "long_short"]
 
@@ -95,6 +96,14 @@ def position_size(ctx: Context, symbol: str, params: SizedParams, *, long: bool)
         free = max(0.0, ctx.cash - committed - shorts)
         units = min(units, params.fraction * free / price)
     return float(max(0, math.floor(units + _UNIT_EPSILON)))
+
+
+def signal_sizing(params: SizedParams) -> Sizing:
+    """The vector engine's :class:`~tradeloom.vector.Sizing` that reproduces
+    :func:`position_size` with ``params`` (the kernel applies it with the simulated account)."""
+    if params.quantity is not None:
+        return Sizing(quantity=params.quantity)
+    return Sizing(fraction=params.fraction)
 
 
 def is_flat(quantity: float) -> bool:

@@ -24,14 +24,21 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from tradeloom.components import Capabilities, Mode
 from tradeloom.model import Bar
 from tradeloom.strategy import Context, Strategy
-from tradeloom_strategies.sizing import SizedParams, is_flat, position_size
+from tradeloom.vector.signals import SignalData, Signals
+from tradeloom_strategies.sizing import SizedParams, is_flat, position_size, signal_sizing
+
+if TYPE_CHECKING:
+    from tradeloom.vector.kernels import CostSpec
 
 
 @dataclass(slots=True)
@@ -120,3 +127,46 @@ class SmaCrossover(Strategy):
                     ctx.order_target(symbol, size)
         elif held > 0:
             ctx.order_target(symbol, 0.0)
+
+    # --- the vector engine ------------------------------------------------------------------------
+    def signals(self, data: SignalData) -> Signals:
+        """The crossings of :meth:`on_bar` for every bar at once (``tradeloom.vector``).
+
+        Cross up sets ``long_entry`` and ``short_exit``, cross down ``short_entry`` and
+        ``long_exit``; long only uses entries and exits as ``_on_cross`` does, and long/short
+        re-targets to ``±size`` on every crossing (``retarget``), like ``order_target``.
+        """
+        from tradeloom_strategies.signal_kernels import sma_signals_nb
+
+        p = self.params
+        out = Signals.empty(data, signal_sizing(p), long_short=p.long_short, retarget=p.long_short)
+        sma_signals_nb(data.close, p.fast, p.slow, *out.arrays())
+        return out
+
+    @classmethod
+    def fused_sweep(
+        cls,
+        data: SignalData,
+        params: Sequence[SmaCrossover.Params],
+        costs: CostSpec,
+        periods_per_year: float,
+    ) -> np.ndarray:
+        """Sweep statistics of every ``params`` in one parallel compiled call (see
+        :func:`tradeloom.vector.sweep`): each combination computes its moving averages and
+        simulates them without leaving numba."""
+        from tradeloom_strategies.signal_kernels import sma_sweep_nb
+
+        def floats(values: list[float | None]) -> np.ndarray:
+            return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+        return sma_sweep_nb(
+            data.open,
+            data.close,
+            np.array([p.fast for p in params], dtype=np.int64),
+            np.array([p.slow for p in params], dtype=np.int64),
+            np.array([p.long_short for p in params], dtype=np.bool_),
+            floats([p.quantity for p in params]),
+            floats([p.fraction if p.quantity is None else None for p in params]),
+            costs,
+            float(periods_per_year),
+        )
