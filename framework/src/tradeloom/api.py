@@ -20,6 +20,7 @@ import pandas as pd
 from tradeloom.components import Kind, Mode
 from tradeloom.data import DataSource, MarketData
 from tradeloom.engine.backtest import BacktestEngine, EngineOutput
+from tradeloom.engine.inputs import check_run, load_market
 from tradeloom.engine.result import (
     BacktestResult,
     build_result,
@@ -28,7 +29,7 @@ from tradeloom.engine.result import (
     orders_frame,
     trades_frame,
 )
-from tradeloom.errors import ConfigError, DataError
+from tradeloom.errors import ConfigError
 from tradeloom.execution import SimulatedBroker
 from tradeloom.risk import RiskGate, RiskRule
 from tradeloom.strategy import Strategy
@@ -122,38 +123,10 @@ def run_backtest(
     """
     clock = time.perf_counter  # durations only, for the benchmark; never time of day
     t0 = clock()
-    start_ts = _utc(start)
-    end_ts = _utc(end)
-    if start_ts is not None and end_ts is not None and end_ts < start_ts:
-        raise ConfigError(f"end {end_ts} is before start {start_ts}", path="run.end")
-    if isinstance(data, DataSource):
-        try:
-            market = data.load(start_ts, end_ts)
-        except DataError as exc:
-            field = exc.field or ""
-            where = field if field.startswith("run.") else ".".join(filter(None, ["data", field]))
-            raise DataError(f"{where} ({type(data).__name__}): {exc}", field=field) from exc
-    else:
-        market = data.slice(start_ts, end_ts)
-    if not market.frames:
-        raise DataError(
-            f"no bars between {start_ts or 'the start'} and {end_ts or 'the end'} of the data; "
-            "check run.start / run.end"
-        )
+    market = load_market(data, start, end)
     if isinstance(strategies, Strategy):
         strategies = [(_default_id(strategies), strategies)]
-    for sid, strat in strategies:
-        if len(market.symbols) > 1 and not strat.capabilities.multi_symbol:
-            raise ConfigError(
-                f"strategy {sid!r} trades one symbol, but the data has {len(market.symbols)}: "
-                f"{', '.join(market.symbols)}; select one with data.params.symbols",
-                path="data.params.symbols",
-            )
-    if benchmark is not None and benchmark not in market.frames:
-        raise ConfigError(
-            f"benchmark {benchmark!r} is not in the data; available: {', '.join(market.symbols)}",
-            path="run.benchmark",
-        )
+    check_run(market, strategies, benchmark)
     broker = broker or SimulatedBroker()
     run_id = uuid.uuid4().hex[:12]
     if host is not None:
@@ -212,13 +185,6 @@ def _result(
         provenance=provenance,
         conventions=broker.conventions(),
     )
-
-
-def _utc(value: pd.Timestamp | str | None) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _default_id(strategy: Strategy) -> str:

@@ -17,6 +17,7 @@ import pandas as pd
 from loguru import logger
 
 from tradeloom.data import DataSource, MarketData
+from tradeloom.engine.inputs import check_run, load_market
 from tradeloom.engine.result import (
     BacktestResult,
     build_result,
@@ -25,7 +26,7 @@ from tradeloom.engine.result import (
     orders_frame,
     trades_frame,
 )
-from tradeloom.errors import ConfigError, DataError, RunError, TradeloomError
+from tradeloom.errors import ConfigError, RunError, TradeloomError
 from tradeloom.execution import SimulatedBroker
 from tradeloom.execution.costs import PercentFees, PerUnitFees
 from tradeloom.model import Fill, Order, OrderStatus, OrderType, Side, TimeInForce
@@ -72,19 +73,9 @@ def run_signals(
     """
     clock = time.perf_counter  # durations only, for the benchmark; never time of day
     t0 = clock()
-    market = _market(market, start, end)
+    market = load_market(market, start, end)
     sid = strategy_id or type(strategy).__name__.lower()
-    if len(market.symbols) > 1 and not strategy.capabilities.multi_symbol:
-        raise ConfigError(
-            f"strategy {sid!r} trades one symbol, but the data has {len(market.symbols)}: "
-            f"{', '.join(market.symbols)}; select one with data.params.symbols",
-            path="data.params.symbols",
-        )
-    if benchmark is not None and benchmark not in market.frames:
-        raise ConfigError(
-            f"benchmark {benchmark!r} is not in the data; available: {', '.join(market.symbols)}",
-            path="run.benchmark",
-        )
+    check_run(market, [(sid, strategy)], benchmark)
     if not initial_cash > 0:
         raise ConfigError(f"initial cash must be positive, got {initial_cash}", path="run")
     params = broker_params if broker_params is not None else SimulatedBroker.Params()
@@ -211,38 +202,6 @@ def policy_spec(signals: Signals) -> PolicySpec:
         quantity=float("nan") if sizing.quantity is None else float(sizing.quantity),
         fraction=float("nan") if sizing.fraction is None else float(sizing.fraction),
     )
-
-
-def _market(
-    data: MarketData | DataSource,
-    start: pd.Timestamp | str | None,
-    end: pd.Timestamp | str | None,
-) -> MarketData:
-    start_ts, end_ts = _utc(start), _utc(end)
-    if start_ts is not None and end_ts is not None and end_ts < start_ts:
-        raise ConfigError(f"end {end_ts} is before start {start_ts}", path="run.end")
-    if isinstance(data, DataSource):
-        try:
-            market = data.load(start_ts, end_ts)
-        except DataError as exc:
-            field = exc.field or ""
-            where = field if field.startswith("run.") else ".".join(filter(None, ["data", field]))
-            raise DataError(f"{where} ({type(data).__name__}): {exc}", field=field) from exc
-    else:
-        market = data.slice(start_ts, end_ts)
-    if not market.frames:
-        raise DataError(
-            f"no bars between {start_ts or 'the start'} and {end_ts or 'the end'} of the data; "
-            "check run.start / run.end"
-        )
-    return market
-
-
-def _utc(value: pd.Timestamp | str | None) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 # --- the kernel call and its records -------------------------------------------------------------

@@ -29,9 +29,10 @@ import pandas as pd
 from pydantic import ValidationError
 
 from tradeloom.data import DataSource, MarketData
+from tradeloom.engine.inputs import load_market
 from tradeloom.errors import ConfigError
 from tradeloom.execution import SimulatedBroker
-from tradeloom.vector.engine import _market, cost_spec, policy_spec, strategy_signals
+from tradeloom.vector.engine import cost_spec, policy_spec, strategy_signals
 from tradeloom.vector.signals import SignalData, signal_data
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def sweep(
     names = _check_grid(strategy_cls, grid)
     if not initial_cash > 0:
         raise ConfigError(f"initial cash must be positive, got {initial_cash}")
-    market = _market(market, start, end)
+    market = load_market(market, start, end)
     broker = broker_params if broker_params is not None else SimulatedBroker.Params()
     costs = cost_spec(broker, initial_cash)
     data = signal_data(market)
