@@ -63,7 +63,7 @@ class DonchianBreakout(Strategy):
             return
         close = bar.close
         long_short = self.params.long_short
-        held = ctx.position(symbol).quantity
+        held = ctx.quantity(symbol)
         # Only the channels the current state needs are computed (at most two per bar).
         if is_flat(held):
             if n <= entry or ctx.open_orders(symbol):

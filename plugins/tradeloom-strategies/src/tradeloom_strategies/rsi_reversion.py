@@ -113,7 +113,7 @@ class RsiMeanReversion(Strategy):
         if value is None:
             return
         p = self.params
-        held = ctx.position(symbol).quantity
+        held = ctx.quantity(symbol)
         if is_flat(held):
             if ctx.open_orders(symbol):
                 return

@@ -116,7 +116,7 @@ class SmaCrossover(Strategy):
             self._on_cross(ctx, bar.symbol, up=False)
 
     def _on_cross(self, ctx: Context, symbol: str, *, up: bool) -> None:
-        held = ctx.position(symbol).quantity
+        held = ctx.quantity(symbol)
         if self.params.long_short:
             size = position_size(ctx, symbol, self.params, long=up)
             ctx.order_target(symbol, size if up else -size)

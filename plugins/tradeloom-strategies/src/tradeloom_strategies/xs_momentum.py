@@ -155,5 +155,5 @@ class CrossSectionalMomentum(Strategy):
 
     @staticmethod
     def _value(ctx: Context, symbol: str) -> float:
-        quantity = ctx.position(symbol).quantity
+        quantity = ctx.quantity(symbol)
         return 0.0 if is_flat(quantity) else quantity * ctx.last_price(symbol)
