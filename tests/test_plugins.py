@@ -137,7 +137,7 @@ def test_installed_plugin_is_listed_and_runs_while_a_broken_one_is_isolated(
             "version": "1.2.3",
             "status": "loaded",
             "error": None,
-            "capabilities": "modes=backtest,live,paper multi-symbol short",
+            "capabilities": "backtest/paper/live, multi-symbol, short",
             "description": "Buys `quantity` units of every symbol on its first bar and holds.",
         }
     ]

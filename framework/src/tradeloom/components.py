@@ -49,14 +49,15 @@ class Capabilities(BaseModel):
     short_selling: bool = True
     """Strategies: may go short. Brokers: can execute short sales."""
 
-    def describe(self) -> str:
-        modes = ",".join(sorted(m.value for m in self.modes))
-        flags = [f"modes={modes}"]
+    def describe(self, kind: Kind | None = None) -> str:
+        """Short text for listings; ``short`` is shown only for strategies and brokers."""
+        order = [Mode.BACKTEST, Mode.PAPER, Mode.LIVE]
+        flags = ["/".join(m.value for m in order if m in self.modes)]
         if self.multi_symbol:
             flags.append("multi-symbol")
-        if self.short_selling:
+        if self.short_selling and kind in (None, Kind.STRATEGY, Kind.BROKER):
             flags.append("short")
-        return " ".join(flags)
+        return ", ".join(flags)
 
 
 class Component:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -180,7 +181,7 @@ def plugins_list(
                         "version": record.version,
                         "status": "loaded",
                         "error": None,
-                        "capabilities": spec.capabilities.describe() if spec else "",
+                        "capabilities": spec.capabilities.describe(kind) if spec else "",
                         "description": spec.description if spec else "",
                     }
                 )
@@ -200,20 +201,25 @@ def plugins_list(
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    table = Table(title="tradeloom plugins")
-    for column in ("kind", "name", "distribution", "version", "status", "capabilities / error"):
-        table.add_column(column)
-    for row in rows:
-        status = row["status"]
-        style = {"loaded": "green", "failed": "red", "disabled": "yellow"}.get(status, "")
-        table.add_row(
-            row["kind"] or "—",
-            row["name"],
-            row["distribution"],
-            row["version"],
-            f"[{style}]{status}[/{style}]",
-            row["error"] or row["capabilities"],
-        )
+    table = Table(title="tradeloom plugins", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("distribution", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("capabilities / error", overflow="fold", min_width=16)
+    styles = {"loaded": "green", "failed": "red", "disabled": "yellow"}
+    for kind in [*sorted({r["kind"] for r in rows if r["kind"]}), None]:
+        group = [r for r in rows if r["kind"] == kind]
+        if not group:
+            continue
+        table.add_row(f"[bold]{kind or 'plugins not loaded'}[/bold]", "", "", "")
+        for row in group:
+            style = styles.get(row["status"], "")
+            table.add_row(
+                f"  {row['name']}",
+                f"{row['distribution']} {row['version']}",
+                f"[{style}]{row['status']}[/{style}]",
+                row["error"] or row["capabilities"],
+            )
     out.print(table)
 
 
