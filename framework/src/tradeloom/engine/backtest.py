@@ -69,16 +69,25 @@ class _History:
 
     __slots__ = ("_buf", "filled", "src")
 
-    def __init__(self, src: np.ndarray) -> None:
+    def __init__(self, src: tuple[np.ndarray, ...]) -> None:
         self.src = src
+        """The bar columns (open, high, low, close, volume): views of the data, not copies."""
         self._buf: np.ndarray | None = None
         self.filled = 0
 
     @property
     def buf(self) -> np.ndarray:
         if self._buf is None:
-            self._buf = np.full_like(self.src, np.nan)
+            self._buf = np.full((len(self.src), len(self.src[0])), np.nan)
         return self._buf
+
+    def fill_to(self, end: int) -> None:
+        """Copy the bars before ``end`` into the buffer (never a later one)."""
+        if self.filled < end:
+            buf, start = self.buf, self.filled
+            for row, column in enumerate(self.src):
+                buf[row, start:end] = column[start:end]
+            self.filled = end
 
 
 class _Prices(Mapping[str, float]):
@@ -150,7 +159,7 @@ class BacktestEngine:
             sid for sid, s in self.strategies if type(s).on_order is not Strategy.on_order
         }
         self._ts = {s: data.frames[s].index.as_unit("ns").asi8 for s in self.symbols}
-        self._hist = {s: _History(_bar_rows(data.frames[s])) for s in self.symbols}
+        self._hist = {s: _History(_bar_columns(data.frames[s])) for s in self.symbols}
         self._close = {s: self._hist[s].src[3] for s in self.symbols}
         # Position in the data: one counter shared by all symbols when they have bars at the
         # same timestamps (the common case), else one per symbol.
@@ -175,9 +184,7 @@ class BacktestEngine:
     def history(self, symbol: str, row: int, n: int | None) -> np.ndarray:
         end = self._index_of(symbol) + 1
         h = self._hist[symbol]
-        if h.filled < end:
-            h.buf[:, h.filled : end] = h.src[:, h.filled : end]
-            h.filled = end
+        h.fill_to(end)
         start = 0 if n is None else max(0, end - n)
         view = h.buf[row, start:end]
         view.flags.writeable = False
@@ -394,14 +401,24 @@ class BacktestEngine:
                 qty = _step_series(
                     steps[mine], np.array([journal[i][3] for i in mine], np.float64), n, 0.0
                 )
-                close = self._close[symbol]
-                at = np.searchsorted(self._ts[symbol], timeline, side="right") - 1
-                marked = np.where(at >= 0, close[np.maximum(at, 0)], 0.0)
-                value += qty * marked
-                gross += np.abs(qty) * marked
+                marked = self._close_on(symbol, timeline)
+                qty *= marked  # the position's value, computed in place
+                value += qty
+                gross += np.abs(qty, out=qty)
         return EngineOutput(
             timeline, cash, value, cash + value, gross, list(self.orders.values()), self.fills
         )
+
+    def _close_on(self, symbol: str, timeline: np.ndarray) -> np.ndarray:
+        """The latest close of ``symbol`` at each timestamp of ``timeline`` (0 before its first
+        bar, where it has no position either)."""
+        close = self._close[symbol]
+        if self._aligned:
+            return close
+        at = np.searchsorted(self._ts[symbol], timeline, side="right") - 1
+        marked = close[np.maximum(at, 0)]
+        marked[at < 0] = 0.0
+        return marked
 
     def _deliver(self) -> None:
         """Route broker events to their strategies until no callback places a new order."""
@@ -459,8 +476,11 @@ def _step_series(steps: np.ndarray, values: np.ndarray, n: int, initial: float) 
     then the latest value recorded at or before each step (``steps`` ascending)."""
     last = np.full(n, -1, dtype=np.int64)
     np.maximum.at(last, steps, np.arange(len(steps)))
-    last = np.maximum.accumulate(last)
-    return np.where(last >= 0, values[np.maximum(last, 0)], initial)
+    np.maximum.accumulate(last, out=last)
+    before = last < 0
+    series = values[np.maximum(last, 0, out=last)]
+    series[before] = initial
+    return series
 
 
 @contextmanager
@@ -483,7 +503,7 @@ def _quiet_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _rows(symbol: str, ts: np.ndarray, src: np.ndarray) -> Iterator[tuple]:  # type: ignore[type-arg]
+def _rows(symbol: str, ts: np.ndarray, src: tuple[np.ndarray, ...]) -> Iterator[tuple]:  # type: ignore[type-arg]
     """``(symbol, ts, open, high, low, close, volume)`` tuples of plain Python numbers, converted
     from the arrays a chunk at a time (fast to iterate, small in memory)."""
     # chain.from_iterable pulls tuples in C; this generator only runs once per chunk.
@@ -491,16 +511,13 @@ def _rows(symbol: str, ts: np.ndarray, src: np.ndarray) -> Iterator[tuple]:  # t
         zip(
             repeat(symbol),
             ts[a : a + CHUNK].tolist(),
-            *src[:, a : a + CHUNK].tolist(),
+            *(column[a : a + CHUNK].tolist() for column in src),
             strict=False,
         )
         for a in range(0, len(ts), CHUNK)
     )
 
 
-def _bar_rows(frame: pd.DataFrame) -> np.ndarray:
-    """The bar columns as one C-contiguous (5, n) float64 array, copied once."""
-    rows = np.empty((len(BAR_COLUMNS), len(frame)), dtype=np.float64)
-    for j, column in enumerate(BAR_COLUMNS):
-        rows[j] = frame[column].to_numpy(dtype=np.float64)
-    return rows
+def _bar_columns(frame: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    """The bar columns as float64 arrays: views of the frame's data when already float64."""
+    return tuple(frame[column].to_numpy(dtype=np.float64) for column in BAR_COLUMNS)

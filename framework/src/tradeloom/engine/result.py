@@ -120,7 +120,9 @@ def equity_frame(
             "gross_exposure": gross_exposure,
         },
         index=index,
-    )[EQUITY_COLUMNS]
+        columns=EQUITY_COLUMNS,
+        copy=False,  # the engine hands over its arrays
+    )
 
 
 def _frame(columns: dict[str, list[Any]], times: tuple[str, ...], order: list[str]) -> pd.DataFrame:
