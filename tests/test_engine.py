@@ -6,7 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tradeloom.data import MarketData
 from tradeloom.errors import RunError
+from tradeloom.execution import SimulatedBroker
+from tradeloom.risk import RiskGate
 from tradeloom.strategy import Strategy
 
 from helpers import Scripted, bars, run
@@ -147,3 +150,18 @@ def test_equity_rebuilt_after_the_loop_matches_what_strategies_saw() -> None:
     assert len(broker.ledger.journal) > 50
     assert len(out.equity) == len(trader.seen)
     assert np.allclose(out.equity, trader.seen, rtol=0, atol=1e-6)
+
+
+def test_progress_is_reported_per_chunk_not_per_bar() -> None:
+    from tradeloom.engine import backtest as engine_module
+
+    calls: list[tuple[int, int]] = []
+    frame = bars([(10.0, 11.0, 9.0, 10.0)] * 10)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine_module, "CHUNK", 4)  # 10 bars: chunks of 4, 4 and 2
+        engine = engine_module.BacktestEngine(
+            MarketData({"X": frame}), [("s", Strategy())], SimulatedBroker(), RiskGate([]),
+            initial_cash=1.0, currency="USD", progress=lambda d, t: calls.append((d, t)),
+        )  # fmt: skip
+        engine.run()
+    assert calls == [(0, 10), (4, 10), (8, 10), (10, 10)]

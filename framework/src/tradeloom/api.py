@@ -11,7 +11,7 @@ import hashlib
 import inspect
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,11 @@ def backtest(
     return run_deployment(resolved, host)
 
 
-def run_deployment(resolved: ResolvedDeployment, host: PluginHost | None = None) -> BacktestResult:
+def run_deployment(
+    resolved: ResolvedDeployment,
+    host: PluginHost | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BacktestResult:
     """Assemble the pipeline a resolved deployment describes and run it as a backtest."""
     if resolved.mode != Mode.BACKTEST:
         raise ConfigError(
@@ -94,6 +98,7 @@ def run_deployment(resolved: ResolvedDeployment, host: PluginHost | None = None)
         config=config,
         provenance=provenance,
         host=host,
+        progress=progress,
         title=", ".join(
             f"{sid} ({c.spec.name})"
             for (sid, _), c in zip(strategies, resolved.strategies, strict=True)
@@ -116,6 +121,7 @@ def run_backtest(
     provenance: dict[str, Any] | None = None,
     host: PluginHost | None = None,
     title: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
     """Run a backtest with component objects directly (no config file).
 
@@ -133,7 +139,13 @@ def run_backtest(
         host.hook.tradeloom_run_start(run_id=run_id, mode="backtest", config=config or {})
     try:
         engine = BacktestEngine(
-            market, strategies, broker, RiskGate(risk), initial_cash=initial_cash, currency=currency
+            market,
+            strategies,
+            broker,
+            RiskGate(risk),
+            initial_cash=initial_cash,
+            currency=currency,
+            progress=progress,
         )
         t1 = clock()
         output = engine.run()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +18,14 @@ from typing import Annotated
 import typer
 from rich import box
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from tradeloom.errors import ConfigError, TradeloomError
@@ -122,13 +132,37 @@ def _run_backtest(
 
     host = PluginHost()
     resolved = load_deployment(paths, overrides, host=host)
-    with err.status("Running backtest…") if not as_json else _nullcontext():
-        result = run_deployment(resolved, host)
+    with _bar_progress(enabled=not as_json) as progress:
+        result = run_deployment(resolved, host, progress=progress)
+    with err.status("Writing outputs…") if not as_json else _nullcontext():
         written = write_outputs(result, out_dir)
     if as_json:
         sys.stdout.write(written["metrics.json"].read_text(encoding="utf-8"))
         return
     _print_summary(result, written, title)
+
+
+@contextmanager
+def _bar_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar over the bars played (updated every 65,536 bars, on stderr)."""
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn("[bold]backtest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("bars"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("backtest", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
 class _nullcontext:

@@ -19,7 +19,7 @@ the ledger's journal of fills (cash and positions change only at fills).
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -130,7 +130,9 @@ class BacktestEngine:
         *,
         initial_cash: float,
         currency: str,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
+        """``progress(done, total)`` is called every 65,536 bars (never per bar)."""
         if not data.frames:
             raise RunError("no bars to run on: the data is empty for the requested period")
         ids = [sid for sid, _ in strategies]
@@ -170,6 +172,9 @@ class BacktestEngine:
         )
         self._k = -1
         self._index = dict.fromkeys(self.symbols, -1)
+        self._progress = progress
+        self._total_bars = sum(len(ts) for ts in self._ts.values())
+        self._bars_done = 0
 
     # --- called by Context and the broker -------------------------------------------------------
     def bar_index(self, symbol: str) -> int:
@@ -279,6 +284,8 @@ class BacktestEngine:
         for sid, strategy in self.strategies:
             self._call(sid, "on_stop", strategy.on_stop, self._contexts[sid])
         self._deliver()
+        if self._progress is not None:
+            self._progress(self._total_bars, self._total_bars)
         return self._output(timeline)
 
     def _callbacks(self) -> tuple[list, list]:  # type: ignore[type-arg]
@@ -294,7 +301,7 @@ class BacktestEngine:
 
     def _loop_one_symbol(self) -> None:
         (symbol,) = self.symbols
-        rows = _rows(symbol, self._ts[symbol], self._hist[symbol].src)
+        rows = _rows(symbol, self._ts[symbol], self._hist[symbol].src, self._advance)
         per_bar, per_step = self._callbacks()
         broker = self.broker
         working = broker.working[symbol]
@@ -332,7 +339,7 @@ class BacktestEngine:
     def _loop_merged(self, timeline: np.ndarray) -> None:
         symbols = self.symbols
         # One iterator of bar tuples per symbol, each with its next row waiting in `head`.
-        iters = {s: _rows(s, self._ts[s], self._hist[s].src) for s in symbols}
+        iters = {s: _rows(s, self._ts[s], self._hist[s].src, self._advance) for s in symbols}
         head = {s: next(iters[s], None) for s in symbols}
         count = dict.fromkeys(symbols, 0)
         per_bar, per_step = self._callbacks()
@@ -408,6 +415,12 @@ class BacktestEngine:
         return EngineOutput(
             timeline, cash, value, cash + value, gross, list(self.orders.values()), self.fills
         )
+
+    def _advance(self, bars: int) -> None:
+        """A chunk of ``bars`` bars is about to be played: report the bars done so far."""
+        if self._progress is not None:
+            self._progress(self._bars_done, self._total_bars)
+        self._bars_done += bars
 
     def _close_on(self, symbol: str, timeline: np.ndarray) -> np.ndarray:
         """The latest close of ``symbol`` at each timestamp of ``timeline`` (0 before its first
@@ -503,19 +516,28 @@ def _quiet_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _rows(symbol: str, ts: np.ndarray, src: tuple[np.ndarray, ...]) -> Iterator[tuple]:  # type: ignore[type-arg]
+def _rows(
+    symbol: str,
+    ts: np.ndarray,
+    src: tuple[np.ndarray, ...],
+    advance: Callable[[int], None],
+) -> Iterator[tuple]:  # type: ignore[type-arg]
     """``(symbol, ts, open, high, low, close, volume)`` tuples of plain Python numbers, converted
     from the arrays a chunk at a time (fast to iterate, small in memory)."""
-    # chain.from_iterable pulls tuples in C; this generator only runs once per chunk.
-    return chain.from_iterable(
-        zip(
-            repeat(symbol),
-            ts[a : a + CHUNK].tolist(),
-            *(column[a : a + CHUNK].tolist() for column in src),
-            strict=False,
-        )
-        for a in range(0, len(ts), CHUNK)
-    )
+
+    def chunks() -> Iterator[Iterator[tuple]]:  # type: ignore[type-arg]
+        for a in range(0, len(ts), CHUNK):
+            b = min(a + CHUNK, len(ts))
+            advance(b - a)
+            yield zip(
+                repeat(symbol),
+                ts[a:b].tolist(),
+                *(column[a:b].tolist() for column in src),
+                strict=False,
+            )
+
+    # chain.from_iterable pulls the tuples in C; chunks() only runs once per chunk.
+    return chain.from_iterable(chunks())
 
 
 def _bar_columns(frame: pd.DataFrame) -> tuple[np.ndarray, ...]:
