@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from tradeloom.data import DataSource, MarketData
+from tradeloom.data.memory import return_free_memory
 from tradeloom.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ def load_market(
             field = exc.field or ""
             where = field if field.startswith("run.") else ".".join(filter(None, ["data", field]))
             raise DataError(f"{where} ({type(data).__name__}): {exc}", field=field) from exc
+        return_free_memory()
     else:
         market = data.slice(start_ts, end_ts)
     if not market.frames:
