@@ -179,9 +179,7 @@ class BacktestEngine:
     # --- called by Context and the broker -------------------------------------------------------
     def bar_index(self, symbol: str) -> int:
         """Index of the current bar of ``symbol`` in its own data (-1 before its first bar)."""
-        if self._aligned and symbol in self._index:
-            return self._k
-        return self._index[symbol]
+        return self._index_of(symbol)
 
     def seen(self, symbol: str) -> int:
         return self._index_of(symbol) + 1
@@ -198,9 +196,6 @@ class BacktestEngine:
     def last_price(self, symbol: str) -> float:
         i = self._index_of(symbol)
         return float(self._close[symbol][i]) if i >= 0 else float("nan")
-
-    def working_orders(self) -> list[Order]:
-        return self.broker.open_orders()
 
     def submit(
         self,
