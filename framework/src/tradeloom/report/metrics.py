@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -252,20 +253,23 @@ def _floats(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
-def _drawdown(curve: np.ndarray, days: np.ndarray) -> tuple[float, int, float]:
+def _drawdown(curve: np.ndarray, days: Callable[[int], float]) -> tuple[float, int, float]:
     """Depth, longest duration in bars and that duration in days.
 
-    ``curve[0]`` is the initial cash (a virtual point before the first bar); ``days[k]`` is the
-    time of ``curve[k]`` in days since the first bar (``days[0] == days[1] == 0``).
+    ``curve[0]`` is the initial cash (a virtual point before the first bar); ``days(k)`` is the
+    time of ``curve[k]`` in days since the first bar (``days(0) == days(1) == 0``).
     """
     peak = np.maximum.accumulate(curve)
-    depth = float(np.min(curve / peak - 1.0))
     under = curve < peak
+    np.divide(curve, peak, out=peak)  # in place: value / running peak
+    depth = float(np.min(peak) - 1.0)
+    del peak
     if not under.any():
         return 0.0, 0, 0.0
-    pos = np.arange(len(curve))
-    # Position of the latest peak at or before each point.
-    peak_pos = np.maximum.accumulate(np.where(under, 0, pos))
+    # Position of the latest peak at or before each point, computed in place.
+    peak_pos = np.arange(len(curve))
+    peak_pos[under] = 0
+    np.maximum.accumulate(peak_pos, out=peak_pos)
     # Recovered spans end at a point above water that follows one under water.
     ends = np.flatnonzero(~under[1:] & under[:-1]) + 1
     starts = peak_pos[ends - 1]
@@ -274,7 +278,7 @@ def _drawdown(curve: np.ndarray, days: np.ndarray) -> tuple[float, int, float]:
         starts = np.append(starts, peak_pos[-1])
     spans = ends - starts
     longest = int(np.argmax(spans))
-    duration_days = float(days[ends[longest]] - days[starts[longest]])
+    duration_days = days(int(ends[longest])) - days(int(starts[longest]))
     return depth, int(spans[longest]), duration_days
 
 
@@ -320,7 +324,8 @@ def compute_metrics(
         raise DataError(f"initial cash must be positive to compute returns, got {initial_cash}")
     index = _utc_naive(equity.index)
     if periods_per_year is None:
-        periods_per_year = infer_periods_per_year(index) if index.nunique() > 1 else 252.0
+        distinct = len(index) > 1 and index.min() != index.max()  # no hash table of 1M stamps
+        periods_per_year = infer_periods_per_year(index) if distinct else 252.0
     elif not periods_per_year > 0:
         raise DataError(f"periods_per_year must be positive, got {periods_per_year}")
     ppy = float(periods_per_year)
@@ -334,7 +339,10 @@ def compute_metrics(
 
     # Returns: undefined as soon as a base is zero or negative.
     valid_returns = bool(np.all(curve[:-1] > 0))
-    returns = curve[1:] / curve[:-1] - 1.0 if valid_returns else np.empty(0)
+    returns = np.empty(0)
+    if valid_returns:
+        returns = curve[1:] / curve[:-1]
+        returns -= 1.0  # in place: million-bar curves make every temporary count
 
     total_return = final / initial - 1.0
     elapsed_days = float((index[-1] - index[0]) / _DAY)
@@ -351,11 +359,20 @@ def compute_metrics(
     sharpe = None if sharpe_raw is None else sharpe_raw * sqrt_ppy
     sortino: float | None = None
     if len(returns):
-        downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
+        losses = np.minimum(returns, 0.0)
+        losses *= losses
+        downside = math.sqrt(float(np.mean(losses)))
+        del losses
         sortino_raw = _ratio(mean, downside)
         sortino = None if sortino_raw is None else sortino_raw * sqrt_ppy
 
-    days = np.concatenate(([0.0], ((index - index[0]) / _DAY).to_numpy(dtype=np.float64)))
+    stamps = index.as_unit(
+        "ns"
+    ).asi8  # only two of them are needed, for the drawdown's length in days
+
+    def days(k: int) -> float:  # time of curve[k] in days since the first bar
+        return 0.0 if k == 0 else float(stamps[k - 1] - stamps[0]) / _DAY.value
+
     max_dd, dd_bars, dd_days = _drawdown(curve, days)
     calmar = None if cagr is None or max_dd == 0.0 else cagr / abs(max_dd)
 
