@@ -144,7 +144,7 @@ def _run_backtest(
 
 @contextmanager
 def _bar_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar over the bars played (updated every 65,536 bars, on stderr)."""
+    """A rich progress bar over the bars played (updated every 4,096 bars, on stderr)."""
     if not enabled:
         yield None
         return

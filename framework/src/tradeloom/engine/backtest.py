@@ -57,7 +57,7 @@ class EngineOutput:
     fills: list[Fill]
 
 
-CHUNK = 65_536
+CHUNK = 4_096
 """Bars converted to Python objects at a time: bounds the loop's memory whatever the data size."""
 
 
@@ -132,7 +132,7 @@ class BacktestEngine:
         currency: str,
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
-        """``progress(done, total)`` is called every 65,536 bars (never per bar)."""
+        """``progress(done, total)`` is called every CHUNK (4,096) bars, never per bar."""
         if not data.frames:
             raise RunError("no bars to run on: the data is empty for the requested period")
         ids = [sid for sid, _ in strategies]
