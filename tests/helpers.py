@@ -12,6 +12,16 @@ from tradeloom.execution import SimulatedBroker
 from tradeloom.risk import RiskGate, RiskRule
 from tradeloom.strategy import Context, Strategy
 
+# Five bars whose fills are easy to compute by hand; b3 gaps up, b4 gaps down.
+#            open   high   low    close
+GAP_ROWS = [
+    (100.0, 101.0, 99.0, 100.0),  # b0
+    (102.0, 104.0, 101.0, 103.0),  # b1
+    (103.0, 106.0, 100.0, 105.0),  # b2
+    (110.0, 112.0, 108.0, 111.0),  # b3 gaps up
+    (95.0, 97.0, 90.0, 96.0),  # b4 gaps down
+]
+
 
 def bars(
     rows: Sequence[tuple[float, float, float, float]],

@@ -8,16 +8,9 @@ from tradeloom.execution import PercentFees, PerUnitFees, SimulatedBroker
 from tradeloom.model import OrderStatus
 from tradeloom.risk.rules import MaxOrderQuantity
 
-from helpers import Scripted, bars, run
+from helpers import GAP_ROWS, Scripted, bars, run
 
-#            open   high   low    close
-ROWS = [
-    (100.0, 101.0, 99.0, 100.0),  # b0
-    (102.0, 104.0, 101.0, 103.0),  # b1
-    (103.0, 106.0, 100.0, 105.0),  # b2
-    (110.0, 112.0, 108.0, 111.0),  # b3 gaps up
-    (95.0, 97.0, 90.0, 96.0),  # b4 gaps down
-]
+ROWS = GAP_ROWS
 
 
 def fills_of(strategy: Scripted) -> list[tuple[str, float, float]]:

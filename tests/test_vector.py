@@ -30,16 +30,9 @@ from tradeloom.vector import SignalData, Signals, Sizing, run_signals, signal_da
 from tradeloom_strategies import DonchianBreakout, RsiMeanReversion, SmaCrossover
 from tradeloom_strategies.sizing import is_flat, position_size
 
-from helpers import bars
+from helpers import GAP_ROWS, bars
 
-#            open   high   low    close
-ROWS = [
-    (100.0, 101.0, 99.0, 100.0),  # b0
-    (102.0, 104.0, 101.0, 103.0),  # b1
-    (103.0, 106.0, 100.0, 105.0),  # b2
-    (110.0, 112.0, 108.0, 111.0),  # b3 gaps up
-    (95.0, 97.0, 90.0, 96.0),  # b4 gaps down
-]
+ROWS = GAP_ROWS
 FIELDS = ("long_entry", "long_exit", "short_entry", "short_exit")
 Script = Mapping[tuple[str, int], str]
 

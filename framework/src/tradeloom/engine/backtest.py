@@ -295,6 +295,9 @@ class BacktestEngine:
         return per_bar, per_step
 
     def _loop_one_symbol(self) -> None:
+        # The per-timestamp steps of _loop_merged, specialised for one symbol (the common
+        # research case): no per-step dict of bars, no head-of-stream bookkeeping. Keep the two
+        # loops' step order identical; tests run both on the same strategies.
         (symbol,) = self.symbols
         rows = _rows(symbol, self._ts[symbol], self._hist[symbol].src, self._advance)
         per_bar, per_step = self._callbacks()

@@ -8,19 +8,12 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from tradeloom.data import DataSource, MarketData
+from tradeloom.data.files import to_utc
 from tradeloom.data.memory import return_free_memory
 from tradeloom.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from tradeloom.strategy import Strategy
-
-
-def utc(value: pd.Timestamp | str | None) -> pd.Timestamp | None:
-    """``value`` as a UTC timestamp; naive values are taken to be UTC."""
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def load_market(
@@ -32,7 +25,7 @@ def load_market(
 
     A data error names the setting to fix (``data.params.path``, ``run.start``).
     """
-    start_ts, end_ts = utc(start), utc(end)
+    start_ts, end_ts = to_utc(start), to_utc(end)
     if start_ts is not None and end_ts is not None and end_ts < start_ts:
         raise ConfigError(f"end {end_ts} is before start {start_ts}", path="run.end")
     if isinstance(data, DataSource):
