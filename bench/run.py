@@ -85,6 +85,7 @@ class Engine:
 
 ENGINES: tuple[Engine, ...] = (
     Engine("tradeloom-event", "tradeloom_event.py", "workspace", "tradeloom.api"),
+    Engine("tradeloom-stream", "tradeloom_event_stream.py", "workspace", "tradeloom.api"),
     Engine(
         "tradeloom-vector",
         "tradeloom_vector.py",

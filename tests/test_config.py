@@ -508,6 +508,9 @@ def test_to_dict_is_canonical(host: PluginHost) -> None:
             "end": "2021-12-31T00:00:00+00:00",
             "initial_cash": 50000.0,
             "currency": "EUR",
+            "stream": "auto",
+            "chunk_rows": 65536,
+            "history_bars": 10000,
         },
     }
 

@@ -585,12 +585,12 @@ def test_index_adjusted_is_a_no_op() -> None:
 # A bundled dataset's content (and its parser's output) must never change silently: runs record
 # the data fingerprint as provenance.
 FINGERPRINTS = {
-    "btcusd-1h": "51abe888325c67c4faf3f961b4a3acea6652d5ce6f9de18485f2aaa2b2933b28",
-    "eurusd-1h": "5ab0a9a3231f4a4c5cd20bf395349072c759815b0780fddba452f64a5d8977b3",
-    "nasdaq-daily": "69dc5bad6c518932b1a2b697ca732156e6c140f6849d25045b2f4af76aa429e2",
-    "sp500-20-adjclose": "2256b07d8c835ca1c77fe5bb365ddf5c6aeb8edfd4a5654ebed49e5269ad8925",
-    "sp500-daily": "098f1ae0ec2467779c1a8d653eb2d1652d3aecc0b8965f652dd37a6946bba634",
-    "us-stocks-daily": "f3f420ef80daed90be591ba033a35ab656a96987d3cf0297e75413b90ecc4fa4",
+    "btcusd-1h": "552a6da9d5b7183a66c59b80d5f0666e58da6b7680f8b1fff9fffb45268c9c45",
+    "eurusd-1h": "59ca9bc144c3772af2839865921157b4bff0f8c1312108ce9b72fcbe0d09e2fd",
+    "nasdaq-daily": "7f09e18e78cbb01edfe846106016bd00c269c5c2cdd7f4093d3e67f1fd47000d",
+    "sp500-20-adjclose": "2a073dea5788e23a7f19bd1724abeee19431e529597273312bb2db707333c49a",
+    "sp500-daily": "dd6b6d8f2a3e9e9b4ef749f6958a69d48357596e4fa938e88d06ed050b630085",
+    "us-stocks-daily": "d5d0c5cb6c81467d94885d1d074f408289baacf56b2f5c58bf18b83b612f78ef",
 }
 
 

@@ -19,19 +19,22 @@ from tradeloom_strategies import SmaCrossover  # noqa: E402
 IMPORT_S = clock() - T0
 
 
-def main() -> None:
+def main(stream: bool = False) -> None:
+    """``stream``: read the file in chunks during the loop (``run.stream = "always"``); the
+    loop time then includes reading and validating the bars."""
     args = parse_args(__doc__.splitlines()[0])
     t0 = clock()
-    market = ParquetSource(path=args.data, symbol="BENCH").load()
+    source = ParquetSource(path=args.data, symbol="BENCH")
+    market = source if stream else source.load()
     strategy = SmaCrossover(fast=FAST, slow=SLOW, quantity=QUANTITY)
     setup_s = clock() - t0
-    result = run_backtest(market, strategy)
+    result = run_backtest(market, strategy, stream="always" if stream else "never")
     trades = result.trades
     pnl = ((trades["exit_price"] - trades["entry_price"]) * trades["quantity"]).sum()
     report(
-        engine="tradeloom-event",
+        engine="tradeloom-stream" if stream else "tradeloom-event",
         version=version("tradeloom"),
-        bars=sum(len(frame) for frame in market.frames.values()),
+        bars=len(result.equity),
         round_trips=len(trades),
         pnl=pnl,
         import_s=IMPORT_S,

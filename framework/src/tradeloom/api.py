@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tradeloom.components import Kind, Mode
-from tradeloom.data import DataSource, MarketData
+from tradeloom.data import ChunkedMarket, DataSource, MarketData
+from tradeloom.data.base import CHUNK_ROWS
 from tradeloom.engine.backtest import BacktestEngine, EngineOutput
-from tradeloom.engine.inputs import check_run, load_market
+from tradeloom.engine.inputs import Stream, check_run, load_market
 from tradeloom.engine.result import (
     BacktestResult,
     build_result,
@@ -95,6 +96,9 @@ def run_deployment(
         start=run.start,
         end=run.end,
         benchmark=run.benchmark,
+        stream=run.stream,
+        chunk_rows=run.chunk_rows,
+        history_bars=run.history_bars,
         config=config,
         provenance=provenance,
         host=host,
@@ -122,14 +126,20 @@ def run_backtest(
     host: PluginHost | None = None,
     title: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    stream: Stream = "never",
+    chunk_rows: int = CHUNK_ROWS,
+    history_bars: int = 10_000,
 ) -> BacktestResult:
     """Run a backtest with component objects directly (no config file).
 
     ``strategies`` is one strategy or a list of ``(strategy_id, strategy)`` pairs.
+    ``stream``, ``chunk_rows`` and ``history_bars`` are the ``run`` settings of that name: with
+    streaming, the data source's bars are read chunk by chunk while the loop runs.
     """
     clock = time.perf_counter  # durations only, for the benchmark; never time of day
     t0 = clock()
-    market = load_market(data, start, end)
+    keep = (benchmark,) if benchmark else ()
+    market = load_market(data, start, end, stream=stream, chunk_rows=chunk_rows, keep_close=keep)
     if isinstance(strategies, Strategy):
         strategies = [(_default_id(strategies), strategies)]
     check_run(market, strategies, benchmark)
@@ -146,6 +156,7 @@ def run_backtest(
             initial_cash=initial_cash,
             currency=currency,
             progress=progress,
+            history_bars=history_bars,
         )
         t1 = clock()
         output = engine.run()
@@ -174,7 +185,7 @@ def _result(
     run_id: str,
     out: EngineOutput,
     broker: SimulatedBroker,
-    market: MarketData,
+    market: MarketData | ChunkedMarket,
     initial_cash: float,
     currency: str,
     benchmark: str | None,

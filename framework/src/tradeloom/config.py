@@ -84,6 +84,7 @@ from pydantic import (
 from pydantic.json_schema import models_json_schema
 
 from tradeloom.components import Component, Kind, Mode, Params
+from tradeloom.data.base import CHUNK_ROWS
 from tradeloom.errors import ConfigError, PluginError
 from tradeloom.plugins import ComponentSpec, PluginHost, UnknownComponent
 
@@ -205,6 +206,16 @@ class RunConfig(_ConfigModel):
     """Account currency: a three-letter upper-case ISO 4217 code such as USD or EUR."""
     benchmark: str | None = Field(default=None, min_length=1)
     """Symbol of the benchmark series for alpha/beta in reports (optional)."""
+    stream: Literal["auto", "always", "never"] = "auto"
+    """Read the data in chunks while the event engine runs, for data larger than memory:
+    ``"always"``, ``"never"`` (load it whole), or ``"auto"``: stream when loading it whole would
+    take more than a quarter of the memory available. Needs a source that can stream (Parquet,
+    rows in time order); the vector engine always loads the data whole."""
+    chunk_rows: int = Field(default=CHUNK_ROWS, ge=1_000)
+    """Rows read per chunk when streaming (whole Parquet row groups, so chunks can be larger)."""
+    history_bars: int = Field(default=10_000, ge=1)
+    """When streaming: how many past bars of each symbol ``ctx.history`` can still reach once
+    earlier chunks are gone. Asking for more is an error naming this setting."""
 
     @field_validator("currency")
     @classmethod

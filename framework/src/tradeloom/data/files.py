@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import warnings
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -28,7 +28,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from tradeloom.components import Capabilities, Mode, Params
-from tradeloom.data.base import DataSource, MarketData, QualityReport
+from tradeloom.data.base import CHUNK_ROWS, ChunkedMarket, DataSource, MarketData, QualityReport
 from tradeloom.data.quality import OnBadRows, validate_bars
 from tradeloom.errors import DataError
 
@@ -209,6 +209,38 @@ class ParquetSource(DataSource):
         table = pd.concat([_read_parquet(p) for p in paths], ignore_index=True)
         return load_table(table, params, describe_paths(paths), start, end)
 
+    def chunked(
+        self,
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+        *,
+        rows: int = CHUNK_ROWS,
+        keep_close: tuple[str, ...] = (),
+    ) -> ChunkedMarket:
+        """The bars about ``rows`` rows at a time, decoded batch by batch from the row groups.
+        The file(s) must be in time order (one timestamp's rows may straddle batches)."""
+        params = self.params
+        paths = existing_files(params.paths, type(self).__name__)
+        origin = describe_paths(paths)
+        found = _parquet_symbols(paths, params, origin)
+        symbols = list(select_symbols(dict.fromkeys(found), params.symbols, origin))
+        return ChunkedMarket(
+            symbols,
+            origin,
+            lambda: _parquet_chunks(paths, params, origin, set(symbols), start, end, rows),
+            total_rows=self.size_hint() or 0,
+            keep_close=keep_close,
+        )
+
+    def size_hint(self) -> int | None:
+        try:
+            return sum(
+                _parquet_file(p).metadata.num_rows  # type: ignore[attr-defined]
+                for p in existing_files(self.params.paths, type(self).__name__)
+            )
+        except DataError:
+            return None
+
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     import pyarrow as pa
@@ -219,14 +251,188 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         columns = {name: _read_parquet_column(parquet, name) for name in parquet.schema_arrow.names}
     except (ValueError, OSError, pa.ArrowException) as exc:
         raise DataError(f"{path}: cannot read it as Parquet ({exc}); check the file") from None
+    return _parquet_table(parquet, columns)
+
+
+def _parquet_table(parquet: object, columns: dict[str, object]) -> pd.DataFrame:
+    """A frame of decoded columns, with the index a DataFrame was written with restored (as
+    pandas would) and then turned back into a column."""
     table = pd.DataFrame(columns, copy=False)
-    index_columns = parquet.schema_arrow.pandas_metadata or {}
+    index_columns = parquet.schema_arrow.pandas_metadata or {}  # type: ignore[attr-defined]
     named = [c for c in index_columns.get("index_columns", []) if isinstance(c, str)]
-    if named:  # a DataFrame written with its index: restore it, as pandas would
+    if named:
         table = table.set_index(named)
         if len(named) == 1 and named[0].startswith("__index_level_"):
             table.index.name = None
     return _index_to_column(table)
+
+
+def _parquet_file(path: Path) -> object:
+    """The file opened for streaming: column chunks are read through a 1 MiB buffer rather
+    than whole, so a file written as one large row group still streams in small pieces."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+    except (ValueError, OSError, pa.ArrowException) as exc:
+        raise DataError(f"{path}: cannot read it as Parquet ({exc}); check the file") from None
+
+
+def _batches(paths: list[Path], rows: int) -> Iterator[pd.DataFrame]:
+    """The files' rows in order, decoded ``rows`` at a time (also within a large row group)."""
+    import pyarrow as pa
+
+    for path in paths:
+        parquet = _parquet_file(path)
+        try:
+            for arrow in parquet.iter_batches(batch_size=rows, use_threads=False):  # type: ignore[attr-defined]
+                columns = {
+                    name: (col.to_numpy() if _plain_numeric(col.type) else col.to_pandas())
+                    for name, col in zip(arrow.schema.names, arrow.columns, strict=True)
+                }
+                del arrow
+                yield _parquet_table(parquet, columns)
+                pa.default_memory_pool().release_unused()
+        except (ValueError, OSError, pa.ArrowException) as exc:
+            raise DataError(f"{path}: cannot read it as Parquet ({exc}); check the file") from None
+
+
+def _parquet_symbols(paths: list[Path], params: TableParams, origin: str) -> list[str]:
+    """The symbols in the files, read from the symbol column only (or the layout)."""
+    parquet = _parquet_file(paths[0])
+    schema = parquet.schema_arrow  # type: ignore[attr-defined]
+    first = _parquet_table(parquet, {name: [] for name in schema.names})  # the columns only
+    ts_column = _timestamp_column(first, params, origin)
+    symbol_column = _symbol_column(first, params, origin, exclude=ts_column)
+    if params.layout == "wide":
+        return sorted(str(c).strip() for c in first.columns if c != ts_column)
+    if symbol_column is None:
+        return [_single_symbol(params, origin)]
+    names: set[str] = set()
+    for path in paths:
+        parquet = _parquet_file(path)
+        batches = parquet.iter_batches(batch_size=65_536, columns=[symbol_column])  # type: ignore[attr-defined]
+        for batch in batches:
+            column = batch.column(0)
+            values = pd.Series(column.unique().to_pandas()).astype("string").str.strip()
+            names.update(str(v) for v in values.dropna() if v)
+    return sorted(names)
+
+
+def _parquet_chunks(
+    paths: list[Path],
+    params: TableParams,
+    origin: str,
+    symbols: set[str],
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+    rows: int,
+) -> Iterator[MarketData]:
+    """Validated bars about ``rows`` rows at a time, in time order.
+
+    Rows are decoded at most 65,536 at a time (row groups are split); the rows at a batch's
+    latest timestamp wait for the next batch, so one timestamp's bars (of every symbol) always
+    land in the same chunk. A row that steps back behind bars already played is a quality
+    problem of its symbol
+    (refused, or dropped with ``on_bad_rows = "drop"``); a file whose rows are not in time order
+    at all (e.g. sorted by symbol) cannot be streamed and is refused, naming the fix.
+    """
+    lo, hi = to_utc(start), to_utc(end)
+    last: dict[str, pd.Timestamp] = {}
+    played: pd.Timestamp | None = None
+    carry: pd.DataFrame | None = None
+    pending: list[pd.DataFrame] = []
+    count = 0
+    any_bars = False
+
+    def batch(final: bool) -> Iterator[MarketData]:
+        nonlocal carry, played, any_bars
+        parts = ([carry] if carry is not None else []) + pending
+        pending.clear()
+        carry = None
+        if not parts:
+            return
+        raw = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        ts_column = _timestamp_column(raw, params, origin)
+        stamps = parse_timestamps(raw[ts_column], params, origin, ts_column)
+        if not final and len(raw):
+            held = np.asarray(stamps == stamps.max())
+            if held.all():  # one timestamp so far: keep gathering
+                carry = raw
+                return
+            carry = raw[held]
+            raw = raw[~held]
+        frames, report = read_frames(raw, params, origin)
+        frames = {s: f for s, f in frames.items() if s in symbols}
+        if params.adjusted:
+            frames = apply_adjustment(frames, origin)
+        clean: dict[str, pd.DataFrame] = {}
+        for symbol in sorted(frames):
+            part = _in_range(frames[symbol], lo, hi)
+            try:
+                bars, dropped, lines = validate_bars(part, symbol, params.on_bad_rows)
+            except DataError as exc:
+                where = f"streamed, in the chunk of rows from {stamps.min()} to {stamps.max()}"
+                raise DataError(f"{origin} ({where}): {exc}") from None
+            report.dropped_rows += dropped
+            report.problems.extend(lines)
+            bars = _after(bars, last.get(symbol), symbol, params.on_bad_rows, origin, report)
+            if len(bars):
+                clean[symbol] = bars
+        if clean:
+            first = min(f.index[0] for f in clean.values())
+            if played is not None and first <= played:
+                raise DataError(
+                    f"{origin}: the rows are not in time order across the file (bars at "
+                    f"{first} come after bars up to {played}), so it cannot be read in chunks. "
+                    f'Sort the file by time, or load it whole with run.stream = "never"',
+                    field="run.stream",
+                )
+            for symbol, bars in clean.items():
+                last[symbol] = bars.index[-1]
+            played = max(f.index[-1] for f in clean.values())
+            any_bars = True
+        chunk = MarketData(clean, report, origin)
+        del raw, stamps, frames, clean  # only the chunk stays alive while the engine plays it
+        yield chunk
+
+    for table in _batches(paths, min(rows, 65_536)):
+        pending.append(table)
+        count += len(table)
+        if count >= rows:
+            count = 0
+            yield from batch(final=False)
+            if hi is not None and played is not None and played >= hi and carry is None:
+                break
+    yield from batch(final=True)
+    if not any_bars:
+        raise DataError(f"{origin}: no bars {_range_text(lo, hi)}", field="run.start")
+
+
+def _after(
+    bars: pd.DataFrame,
+    last: pd.Timestamp | None,
+    symbol: str,
+    on_bad_rows: OnBadRows,
+    origin: str,
+    report: QualityReport,
+) -> pd.DataFrame:
+    """``bars`` without the rows at or before ``last``, the symbol's latest bar already read."""
+    if last is None or not len(bars) or bars.index[0] > last:
+        return bars
+    behind = np.asarray(bars.index <= last)
+    line = (
+        f"{symbol}: {int(behind.sum())} row(s) out of time order (first at "
+        f"{bars.index[behind][0]}), behind bars up to {last} read earlier in the file"
+    )
+    if on_bad_rows == "error":
+        raise DataError(
+            f'{origin}: {line}. Sort the file by time, or set on_bad_rows = "drop" to drop them'
+        )
+    report.dropped_rows += int(behind.sum())
+    report.problems.append(line)
+    return bars[~behind]
 
 
 def _read_parquet_column(parquet: object, name: str) -> object:

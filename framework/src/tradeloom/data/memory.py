@@ -15,6 +15,36 @@ import sys
 from functools import cache
 
 
+def available_memory() -> int | None:
+    """Bytes this process could still use: the kernel's MemAvailable, capped by the cgroup's
+    memory limit when there is one (containers); None where neither can be read."""
+    found = []
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    for path, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            with open(path) as limit, open(usage) as used:
+                text = limit.read().strip()
+                if text != "max" and int(text) < 1 << 60:
+                    found.append(int(text) - int(used.read().strip()))
+        except (OSError, ValueError):
+            continue
+        break
+    return min(found) if found else None
+
+
 def return_free_memory() -> None:
     """Best effort: release Arrow's and glibc's unused memory to the OS."""
     arrow = sys.modules.get("pyarrow")

@@ -14,6 +14,11 @@ No pluggy, no pandas and no per-bar bookkeeping on this path: bars are tuples bu
 lists, the broker is called only for symbols with working orders, the latest prices are a live
 view of the engine's position in the data, and the equity curve is rebuilt after the loop from
 the ledger's journal of fills (cash and positions change only at fills).
+
+The bars arrive in chunks (:meth:`MarketData.chunks` yields one; a :class:`ChunkedMarket`
+streams Parquet row groups for data larger than memory). Between chunks the engine keeps the
+last ``history_bars`` bars of each symbol for ``ctx.history`` and the latest close for marking;
+the equity curve is rebuilt chunk by chunk, so only the current chunk's bars are in memory.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from itertools import chain, repeat
 import numpy as np
 import pandas as pd
 
-from tradeloom.data import BAR_COLUMNS, MarketData
+from tradeloom.data import BAR_COLUMNS, ChunkedMarket, MarketData
+from tradeloom.data.memory import return_free_memory
 from tradeloom.errors import RunError, TradeloomError
 from tradeloom.execution.simulated import SimulatedBroker
 from tradeloom.model import (
@@ -100,7 +106,9 @@ class _Prices(Mapping[str, float]):
 
     def __getitem__(self, symbol: str) -> float:
         engine = self._engine
-        i = engine.bar_index(symbol)
+        if symbol not in engine._close:
+            raise KeyError(symbol)
+        i = engine._index_of(symbol)
         if i < 0:
             raise KeyError(symbol)
         return float(engine._close[symbol][i])
@@ -110,7 +118,7 @@ class _Prices(Mapping[str, float]):
         closes = engine._close.get(symbol)
         if closes is None:
             return default
-        i = engine.bar_index(symbol)
+        i = engine._index_of(symbol)
         return float(closes[i]) if i >= 0 else default
 
     def __iter__(self) -> Iterator[str]:
@@ -123,7 +131,7 @@ class _Prices(Mapping[str, float]):
 class BacktestEngine:
     def __init__(
         self,
-        data: MarketData,
+        data: MarketData | ChunkedMarket,
         strategies: Sequence[tuple[str, Strategy]],
         broker: SimulatedBroker,
         risk: RiskGate,
@@ -131,9 +139,11 @@ class BacktestEngine:
         initial_cash: float,
         currency: str,
         progress: Callable[[int, int], None] | None = None,
+        history_bars: int = 10_000,
     ) -> None:
-        """``progress(done, total)`` is called every CHUNK (4,096) bars, never per bar."""
-        if not data.frames:
+        """``progress(done, total)`` is called every CHUNK (4,096) bars, never per bar.
+        ``history_bars``: how far back ``ctx.history`` reaches once earlier chunks are gone."""
+        if not data.symbols:
             raise RunError("no bars to run on: the data is empty for the requested period")
         ids = [sid for sid, _ in strategies]
         if len(set(ids)) != len(ids):
@@ -160,32 +170,44 @@ class BacktestEngine:
         self._wants_order = {
             sid for sid, s in self.strategies if type(s).on_order is not Strategy.on_order
         }
-        self._ts = {s: data.frames[s].index.as_unit("ns").asi8 for s in self.symbols}
-        self._hist = {s: _History(_bar_columns(data.frames[s])) for s in self.symbols}
-        self._close = {s: self._hist[s].src[3] for s in self.symbols}
-        # Position in the data: one counter shared by all symbols when they have bars at the
+        self.history_bars = history_bars
+        empty = np.empty(0, dtype=np.float64)
+        # The current chunk's bars per symbol, after the bars carried over from earlier chunks
+        # (`_off[s]` of them, the first being bar number `_base[s]` of the run).
+        self._ts: dict[str, np.ndarray] = {s: np.empty(0, np.int64) for s in self.symbols}
+        self._hist = {s: _History((empty,) * len(BAR_COLUMNS)) for s in self.symbols}
+        self._close = {s: empty for s in self.symbols}
+        self._off = dict.fromkeys(self.symbols, 0)
+        self._base = dict.fromkeys(self.symbols, 0)
+        # Position in the chunk: one counter shared by all symbols when they have bars at the
         # same timestamps (the common case), else one per symbol.
-        self._aligned = all(
-            len(self._ts[s]) == len(self._ts[self.symbols[0]])
-            and np.array_equal(self._ts[s], self._ts[self.symbols[0]])
-            for s in self.symbols
-        )
+        self._aligned = True
         self._k = -1
         self._index = dict.fromkeys(self.symbols, -1)
         self._progress = progress
-        self._total_bars = sum(len(ts) for ts in self._ts.values())
+        self._total_bars = data.total_bars
         self._bars_done = 0
+        self._cash = initial_cash
+        self._qty = dict.fromkeys(self.symbols, 0.0)
 
     # --- called by Context and the broker -------------------------------------------------------
     def bar_index(self, symbol: str) -> int:
         """Index of the current bar of ``symbol`` in its own data (-1 before its first bar)."""
-        return self._index_of(symbol)
+        return self._base[symbol] + self._index_of(symbol) if symbol in self._base else -1
 
     def seen(self, symbol: str) -> int:
-        return self._index_of(symbol) + 1
+        return self._base.get(symbol, 0) + self._index_of(symbol) + 1
 
     def history(self, symbol: str, row: int, n: int | None) -> np.ndarray:
         end = self._index_of(symbol) + 1
+        base = self._base[symbol]
+        if base and (n is None or n > end):
+            asked = "all bars (n=None)" if n is None else f"{n} bars"
+            raise RunError(
+                f"history({symbol!r}) asked for {asked}, but this run streams its data in "
+                f"chunks and keeps the last {self.history_bars} bars of each symbol; pass "
+                f"n <= {self.history_bars} or raise run.history_bars"
+            )
         h = self._hist[symbol]
         h.fill_to(end)
         start = 0 if n is None else max(0, end - n)
@@ -237,8 +259,9 @@ class BacktestEngine:
         self.broker.cancel(client_order_id)
 
     def _index_of(self, symbol: str) -> int:
+        """Index of the current bar of ``symbol`` in its arrays (carried bars, then the chunk)."""
         try:
-            return self._k if self._aligned and symbol in self._index else self._index[symbol]
+            return self._off[symbol] + (self._k if self._aligned else self._index[symbol])
         except KeyError:
             raise RunError(
                 f"unknown symbol {symbol!r}; this run has {', '.join(self.symbols)}"
@@ -267,21 +290,69 @@ class BacktestEngine:
         for sid, strategy in self.strategies:
             self._call(sid, "on_start", strategy.on_start, self._contexts[sid])
         self._deliver()
+        ledger = broker.ledger
+        curve = _Curve(self._total_bars)
         with _quiet_gc():
-            if len(self.symbols) == 1:
-                timeline = self._ts[self.symbols[0]]
-                self._loop_one_symbol()
-            else:
-                timeline = np.unique(np.concatenate([self._ts[s] for s in self.symbols]))
-                self._loop_merged(timeline)
+            chunks = self.data.chunks()
+            while (chunk := next(chunks, None)) is not None:
+                if curve.size:  # not the first chunk: give the last one's pages back
+                    return_free_memory()
+                timeline = self._enter(chunk)
+                del chunk  # the engine keeps views of the bars it needs, nothing else
+                done = len(ledger.journal)
+                if len(self.symbols) == 1:
+                    self._loop_one_symbol()
+                else:
+                    self._loop_merged(timeline)
+                curve.append(*self._curve(timeline, done))
+        if not curve.size:
+            raise RunError("no bars to run on: the data is empty for the requested period")
         broker.cancel_all("backtest ended before the order could fill")
         self._deliver()
         for sid, strategy in self.strategies:
             self._call(sid, "on_stop", strategy.on_stop, self._contexts[sid])
         self._deliver()
         if self._progress is not None:
-            self._progress(self._total_bars, self._total_bars)
-        return self._output(timeline)
+            self._progress(self._bars_done, self._bars_done)
+        ts, cash, value, equity, gross = curve.arrays()
+        return EngineOutput(ts, cash, value, equity, gross, list(self.orders.values()), self.fills)
+
+    def _enter(self, chunk: MarketData) -> np.ndarray:
+        """Make ``chunk`` the current bars, after the last ``history_bars`` bars of the previous
+        chunk; return the chunk's timeline (its distinct timestamps)."""
+        keep = max(self.history_bars, 1)  # the latest close is always kept, for marking
+        stamps = []
+        for s in self.symbols:
+            frame = chunk.frames.get(s)
+            ts, src = self._ts[s], self._hist[s].src
+            cut = max(len(ts) - keep, 0)
+            self._base[s] += cut
+            if frame is None:
+                new_ts, new_src = ts[cut:], tuple(c[cut:] for c in src)
+            else:
+                chunk_ts = frame.index.as_unit("ns").asi8
+                columns = _bar_columns(frame)
+                stamps.append(chunk_ts)
+                if len(ts) == cut:  # nothing carried: views of the chunk, no copy
+                    new_ts, new_src = chunk_ts, columns
+                else:
+                    new_ts = np.concatenate((ts[cut:], chunk_ts))
+                    new_src = tuple(
+                        np.concatenate((c[cut:], n)) for c, n in zip(src, columns, strict=True)
+                    )
+            self._off[s] = len(new_ts) - (0 if frame is None else len(frame))
+            self._ts[s] = new_ts
+            self._hist[s] = _History(new_src)
+            self._close[s] = new_src[3]
+        first = stamps[0] if stamps else np.empty(0, np.int64)
+        self._aligned = len(stamps) == len(self.symbols) and all(
+            len(t) == len(first) and np.array_equal(t, first) for t in stamps
+        )
+        self._k = -1
+        self._index = dict.fromkeys(self.symbols, -1)
+        if len(self.symbols) == 1 or self._aligned:
+            return first
+        return np.unique(np.concatenate(stamps))
 
     def _callbacks(self) -> tuple[list, list]:  # type: ignore[type-arg]
         """Strategies that keep the default ``on_bars`` are called per bar, without it."""
@@ -299,7 +370,7 @@ class BacktestEngine:
         # research case): no per-step dict of bars, no head-of-stream bookkeeping. Keep the two
         # loops' step order identical; tests run both on the same strategies.
         (symbol,) = self.symbols
-        rows = _rows(symbol, self._ts[symbol], self._hist[symbol].src, self._advance)
+        rows = self._chunk_rows(symbol)
         per_bar, per_step = self._callbacks()
         broker = self.broker
         working = broker.working[symbol]
@@ -337,7 +408,7 @@ class BacktestEngine:
     def _loop_merged(self, timeline: np.ndarray) -> None:
         symbols = self.symbols
         # One iterator of bar tuples per symbol, each with its next row waiting in `head`.
-        iters = {s: _rows(s, self._ts[s], self._hist[s].src, self._advance) for s in symbols}
+        iters = {s: self._chunk_rows(s) for s in symbols}
         head = {s: next(iters[s], None) for s in symbols}
         count = dict.fromkeys(symbols, 0)
         per_bar, per_step = self._callbacks()
@@ -386,33 +457,43 @@ class BacktestEngine:
         except Exception as exc:
             raise self._strategy_error(current, self._bar_callback(current), exc) from exc
 
-    def _output(self, timeline: np.ndarray) -> EngineOutput:
-        """Rebuild cash, positions and equity per timestamp from the ledger's journal."""
-        ledger = self.broker.ledger
+    def _chunk_rows(self, symbol: str) -> Iterator[tuple]:  # type: ignore[type-arg]
+        off = self._off[symbol]
+        src = tuple(c[off:] for c in self._hist[symbol].src)
+        return _rows(symbol, self._ts[symbol][off:], src, self._advance)
+
+    def _curve(self, timeline: np.ndarray, done: int) -> tuple[np.ndarray, ...]:
+        """Cash, position value and gross exposure at each timestamp of the chunk, rebuilt
+        from the fills journaled since entry ``done`` of the ledger's journal."""
+        journal = self.broker.ledger.journal
         n = len(timeline)
-        journal = ledger.journal
-        cash = np.full(n, ledger.initial_cash)
         value = np.zeros(n)
         gross = np.zeros(n)
-        if journal:
-            j_ts = np.fromiter((e[0] for e in journal), np.int64, len(journal))
+        new = journal[done:]
+        if not new:
+            cash = np.full(n, self._cash)
+        else:
+            j_ts = np.fromiter((e[0] for e in new), np.int64, len(new))
             steps = np.searchsorted(timeline, j_ts)
-            cash_after = np.fromiter((e[1] for e in journal), np.float64, len(journal))
-            cash = _step_series(steps, cash_after, n, ledger.initial_cash)
-            for symbol in self.symbols:
-                mine = [i for i, e in enumerate(journal) if e[2] == symbol]
-                if not mine:
-                    continue
-                qty = _step_series(
-                    steps[mine], np.array([journal[i][3] for i in mine], np.float64), n, 0.0
-                )
-                marked = self._close_on(symbol, timeline)
-                qty *= marked  # the position's value, computed in place
-                value += qty
-                gross += np.abs(qty, out=qty)
-        return EngineOutput(
-            timeline, cash, value, cash + value, gross, list(self.orders.values()), self.fills
-        )
+            cash_after = np.fromiter((e[1] for e in new), np.float64, len(new))
+            cash = _step_series(steps, cash_after, n, self._cash)
+        for symbol in self.symbols:
+            held = self._qty[symbol]
+            mine = [i for i, e in enumerate(new) if e[2] == symbol]
+            if not mine and held == 0.0:
+                continue
+            if mine:
+                after = np.array([new[i][3] for i in mine], np.float64)
+                qty = _step_series(steps[mine], after, n, held)
+            else:
+                qty = np.full(n, held)
+            self._qty[symbol] = float(qty[-1]) if n else held
+            qty *= self._close_on(symbol, timeline)  # the position's value, computed in place
+            value += qty
+            gross += np.abs(qty, out=qty)
+        if n:
+            self._cash = float(cash[-1])
+        return timeline, cash, value, gross
 
     def _advance(self, bars: int) -> None:
         """A chunk of ``bars`` bars is about to be played: report the bars done so far."""
@@ -421,11 +502,11 @@ class BacktestEngine:
         self._bars_done += bars
 
     def _close_on(self, symbol: str, timeline: np.ndarray) -> np.ndarray:
-        """The latest close of ``symbol`` at each timestamp of ``timeline`` (0 before its first
-        bar, where it has no position either)."""
+        """The latest close of ``symbol`` at each timestamp of the chunk's ``timeline`` (0
+        before its first bar, where it has no position either)."""
         close = self._close[symbol]
-        if self._aligned:
-            return close
+        if self._aligned and len(timeline) == len(close) - self._off[symbol]:
+            return close[self._off[symbol] :]
         at = np.searchsorted(self._ts[symbol], timeline, side="right") - 1
         marked = close[np.maximum(at, 0)]
         marked[at < 0] = 0.0
@@ -480,6 +561,37 @@ class BacktestEngine:
             f"strategy {sid!r} ({type(self._by_id[sid]).__name__}) raised in {name} at "
             f"{when}: {type(exc).__name__}: {exc}"
         )
+
+
+class _Curve:
+    """The equity curve, written chunk by chunk into arrays allocated once for the expected
+    number of timestamps (pages never written are never resident), grown if it is exceeded."""
+
+    def __init__(self, capacity: int) -> None:
+        self.size = 0
+        self._ts = np.empty(max(capacity, 1), np.int64)
+        self._values = [np.empty(max(capacity, 1)) for _ in range(4)]
+
+    def append(
+        self, ts: np.ndarray, cash: np.ndarray, value: np.ndarray, gross: np.ndarray
+    ) -> None:
+        a, b = self.size, self.size + len(ts)
+        if b > len(self._ts):
+            grow = max(b, 2 * len(self._ts))
+            self._ts = np.concatenate((self._ts[:a], np.empty(grow - a, np.int64)))
+            self._values = [np.concatenate((v[:a], np.empty(grow - a))) for v in self._values]
+        self._ts[a:b] = ts
+        cash_out, value_out, equity_out, gross_out = self._values
+        cash_out[a:b] = cash
+        value_out[a:b] = value
+        np.add(cash, value, out=equity_out[a:b])
+        gross_out[a:b] = gross
+        self.size = b
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """``ts, cash, position_value, equity, gross_exposure``: views, no copies."""
+        n = self.size
+        return (self._ts[:n], *(v[:n] for v in self._values))
 
 
 def _step_series(steps: np.ndarray, values: np.ndarray, n: int, initial: float) -> np.ndarray:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-    from tradeloom.data import MarketData
+    from tradeloom.data import ChunkedMarket, MarketData
     from tradeloom.model import Fill, Order
     from tradeloom.portfolio import Trade
     from tradeloom.report.metrics import Metrics
@@ -196,7 +196,7 @@ def build_result(
     trades: pd.DataFrame,
     orders: pd.DataFrame,
     fills: pd.DataFrame,
-    market: MarketData,
+    market: MarketData | ChunkedMarket,
     initial_cash: float,
     currency: str,
     benchmark: str | None,
@@ -212,7 +212,7 @@ def build_result(
 
     bench = None
     if benchmark is not None:
-        close = market.frames[benchmark]["close"]
+        close = market.close(benchmark)
         bench = close.reindex(equity.index).ffill().rename(benchmark)
     metrics = compute_metrics(equity, trades, fills, initial_cash=initial_cash, benchmark=bench)
     try:
