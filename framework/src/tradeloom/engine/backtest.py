@@ -304,7 +304,7 @@ class BacktestEngine:
                     self._loop_one_symbol()
                 else:
                     self._loop_merged(timeline)
-                curve.append(*self._curve(timeline, done))
+                self._curve(timeline, done, curve)
         if not curve.size:
             raise RunError("no bars to run on: the data is empty for the requested period")
         broker.cancel_all("backtest ended before the order could fill")
@@ -462,21 +462,23 @@ class BacktestEngine:
         src = tuple(c[off:] for c in self._hist[symbol].src)
         return _rows(symbol, self._ts[symbol][off:], src, self._advance)
 
-    def _curve(self, timeline: np.ndarray, done: int) -> tuple[np.ndarray, ...]:
-        """Cash, position value and gross exposure at each timestamp of the chunk, rebuilt
-        from the fills journaled since entry ``done`` of the ledger's journal."""
+    def _curve(self, timeline: np.ndarray, done: int, curve: _Curve) -> None:
+        """Append cash, position value, equity and gross exposure at each timestamp of the
+        chunk to ``curve``, rebuilt from the fills journaled since entry ``done`` of the
+        ledger's journal (written in place: one temporary array at a time)."""
         journal = self.broker.ledger.journal
         n = len(timeline)
-        value = np.zeros(n)
-        gross = np.zeros(n)
+        cash, value, equity, gross = curve.extend(timeline)
+        value[:] = 0.0
+        gross[:] = 0.0
         new = journal[done:]
         if not new:
-            cash = np.full(n, self._cash)
+            cash[:] = self._cash
         else:
             j_ts = np.fromiter((e[0] for e in new), np.int64, len(new))
             steps = np.searchsorted(timeline, j_ts)
             cash_after = np.fromiter((e[1] for e in new), np.float64, len(new))
-            cash = _step_series(steps, cash_after, n, self._cash)
+            cash[:] = _step_series(steps, cash_after, n, self._cash)
         for symbol in self.symbols:
             held = self._qty[symbol]
             mine = [i for i, e in enumerate(new) if e[2] == symbol]
@@ -491,9 +493,10 @@ class BacktestEngine:
             qty *= self._close_on(symbol, timeline)  # the position's value, computed in place
             value += qty
             gross += np.abs(qty, out=qty)
+            del qty
+        np.add(cash, value, out=equity)
         if n:
             self._cash = float(cash[-1])
-        return timeline, cash, value, gross
 
     def _advance(self, bars: int) -> None:
         """A chunk of ``bars`` bars is about to be played: report the bars done so far."""
@@ -569,29 +572,34 @@ class _Curve:
 
     def __init__(self, capacity: int) -> None:
         self.size = 0
+        self._first: np.ndarray | None = None
         self._ts = np.empty(max(capacity, 1), np.int64)
         self._values = [np.empty(max(capacity, 1)) for _ in range(4)]
 
-    def append(
-        self, ts: np.ndarray, cash: np.ndarray, value: np.ndarray, gross: np.ndarray
-    ) -> None:
-        a, b = self.size, self.size + len(ts)
+    def extend(self, timeline: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Views of the next ``len(timeline)`` rows (``cash, position_value, equity, gross``)
+        to fill. The first chunk's timestamps are kept by reference (a loaded run's are the
+        data's own), copied only when a second chunk follows."""
+        a, b = self.size, self.size + len(timeline)
         if b > len(self._ts):
             grow = max(b, 2 * len(self._ts))
             self._ts = np.concatenate((self._ts[:a], np.empty(grow - a, np.int64)))
             self._values = [np.concatenate((v[:a], np.empty(grow - a))) for v in self._values]
-        self._ts[a:b] = ts
-        cash_out, value_out, equity_out, gross_out = self._values
-        cash_out[a:b] = cash
-        value_out[a:b] = value
-        np.add(cash, value, out=equity_out[a:b])
-        gross_out[a:b] = gross
+        if a == 0:
+            self._first = timeline
+        else:
+            if self._first is not None:
+                self._ts[: len(self._first)] = self._first
+                self._first = None
+            self._ts[a:b] = timeline
         self.size = b
+        return tuple(v[a:b] for v in self._values)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """``ts, cash, position_value, equity, gross_exposure``: views, no copies."""
         n = self.size
-        return (self._ts[:n], *(v[:n] for v in self._values))
+        ts = self._first if self._first is not None else self._ts[:n]
+        return (ts, *(v[:n] for v in self._values))
 
 
 def _step_series(steps: np.ndarray, values: np.ndarray, n: int, initial: float) -> np.ndarray:
