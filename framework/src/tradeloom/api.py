@@ -19,7 +19,7 @@ import pandas as pd
 
 from tradeloom.components import Kind, Mode
 from tradeloom.data import ChunkedMarket, DataSource, MarketData
-from tradeloom.data.base import CHUNK_ROWS
+from tradeloom.data.base import CHUNK_ROWS, HISTORY_BARS
 from tradeloom.engine.backtest import BacktestEngine, EngineOutput
 from tradeloom.engine.inputs import Stream, check_run, load_market
 from tradeloom.engine.result import (
@@ -128,7 +128,7 @@ def run_backtest(
     progress: Callable[[int, int], None] | None = None,
     stream: Stream = "never",
     chunk_rows: int = CHUNK_ROWS,
-    history_bars: int = 10_000,
+    history_bars: int = HISTORY_BARS,
 ) -> BacktestResult:
     """Run a backtest with component objects directly (no config file).
 

@@ -84,7 +84,7 @@ from pydantic import (
 from pydantic.json_schema import models_json_schema
 
 from tradeloom.components import Component, Kind, Mode, Params
-from tradeloom.data.base import CHUNK_ROWS
+from tradeloom.data.base import CHUNK_ROWS, HISTORY_BARS
 from tradeloom.errors import ConfigError, PluginError
 from tradeloom.plugins import ComponentSpec, PluginHost, UnknownComponent
 
@@ -213,7 +213,7 @@ class RunConfig(_ConfigModel):
     rows in time order); the vector engine always loads the data whole."""
     chunk_rows: int = Field(default=CHUNK_ROWS, ge=1_000)
     """Rows read per chunk when streaming (whole Parquet row groups, so chunks can be larger)."""
-    history_bars: int = Field(default=10_000, ge=1)
+    history_bars: int = Field(default=HISTORY_BARS, ge=1)
     """When streaming: how many past bars of each symbol ``ctx.history`` can still reach once
     earlier chunks are gone. Asking for more is an error naming this setting."""
 

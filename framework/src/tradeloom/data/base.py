@@ -15,6 +15,8 @@ from tradeloom.errors import DataError
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 CHUNK_ROWS = 65_536
 """Rows per chunk when a source streams its data (``run.chunk_rows``)."""
+HISTORY_BARS = 10_000
+"""Past bars per symbol ``ctx.history`` reaches in a streamed run (``run.history_bars``)."""
 
 
 @dataclass

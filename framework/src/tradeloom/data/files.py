@@ -367,16 +367,9 @@ def _parquet_chunks(
         frames = {s: f for s, f in frames.items() if s in symbols}
         if params.adjusted:
             frames = apply_adjustment(frames, origin)
-        clean: dict[str, pd.DataFrame] = {}
-        for symbol in sorted(frames):
-            part = _in_range(frames[symbol], lo, hi)
-            try:
-                bars, dropped, lines = validate_bars(part, symbol, params.on_bad_rows)
-            except DataError as exc:
-                where = f"streamed, in the chunk of rows from {stamps.min()} to {stamps.max()}"
-                raise DataError(f"{origin} ({where}): {exc}") from None
-            report.dropped_rows += dropped
-            report.problems.extend(lines)
+        where = f"{origin} (streamed, in the chunk of rows from {stamps.min()} to {stamps.max()})"
+        clean = {}
+        for symbol, bars in validate_frames(frames, params.on_bad_rows, lo, hi, where, report):
             bars = _after(bars, last.get(symbol), symbol, params.on_bad_rows, origin, report)
             if len(bars):
                 clean[symbol] = bars
@@ -869,22 +862,34 @@ def build_market_data(
     lo, hi = to_utc(start), to_utc(end)
     report = QualityReport(report.dropped_rows, list(report.problems)) if report else None
     report = report or QualityReport()
-    clean: dict[str, pd.DataFrame] = {}
-    for symbol in sorted(frames):
-        part = _in_range(frames[symbol], lo, hi)
-        try:
-            bars, dropped, lines = validate_bars(part, symbol, on_bad_rows)
-        except DataError as exc:
-            raise DataError(f"{origin}: {exc}") from None
-        report.dropped_rows += dropped
-        report.problems.extend(lines)
-        if len(bars):
-            clean[symbol] = bars
+    clean = dict(validate_frames(frames, on_bad_rows, lo, hi, origin, report))
     if not clean:
         raise DataError(
             f"{origin}: no bars {_range_text(lo, hi)}; {_coverage(frames)}", field="run.start"
         )
     return MarketData(clean, report, _description(origin, clean, report))
+
+
+def validate_frames(
+    frames: Mapping[str, pd.DataFrame],
+    on_bad_rows: OnBadRows,
+    lo: pd.Timestamp | None,
+    hi: pd.Timestamp | None,
+    where: str,
+    report: QualityReport,
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Each symbol's bars with ``lo <= ts <= hi``, validated (symbols in sorted order, empty
+    ones left out); findings are added to ``report``, errors name ``where``."""
+    for symbol in sorted(frames):
+        part = _in_range(frames[symbol], lo, hi)
+        try:
+            bars, dropped, lines = validate_bars(part, symbol, on_bad_rows)
+        except DataError as exc:
+            raise DataError(f"{where}: {exc}") from None
+        report.dropped_rows += dropped
+        report.problems.extend(lines)
+        if len(bars):
+            yield symbol, bars
 
 
 def _in_range(

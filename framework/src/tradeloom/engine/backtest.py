@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from tradeloom.data import BAR_COLUMNS, ChunkedMarket, MarketData
+from tradeloom.data.base import HISTORY_BARS
 from tradeloom.data.memory import return_free_memory
 from tradeloom.errors import RunError, TradeloomError
 from tradeloom.execution.simulated import SimulatedBroker
@@ -139,7 +140,7 @@ class BacktestEngine:
         initial_cash: float,
         currency: str,
         progress: Callable[[int, int], None] | None = None,
-        history_bars: int = 10_000,
+        history_bars: int = HISTORY_BARS,
     ) -> None:
         """``progress(done, total)`` is called every CHUNK (4,096) bars, never per bar.
         ``history_bars``: how far back ``ctx.history`` reaches once earlier chunks are gone."""
@@ -193,10 +194,11 @@ class BacktestEngine:
     # --- called by Context and the broker -------------------------------------------------------
     def bar_index(self, symbol: str) -> int:
         """Index of the current bar of ``symbol`` in its own data (-1 before its first bar)."""
-        return self._base[symbol] + self._index_of(symbol) if symbol in self._base else -1
+        i = self._index_of(symbol)  # an unknown symbol is a RunError naming the run's symbols
+        return self._base[symbol] + i
 
     def seen(self, symbol: str) -> int:
-        return self._base.get(symbol, 0) + self._index_of(symbol) + 1
+        return self.bar_index(symbol) + 1
 
     def history(self, symbol: str, row: int, n: int | None) -> np.ndarray:
         end = self._index_of(symbol) + 1
