@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, repeat
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -161,6 +162,7 @@ class BacktestEngine:
         self.fills: list[Fill] = []
         self.prices = _Prices(self)
         self._seq: dict[str, int] = dict.fromkeys(ids, 0)
+        self._groups = 0
         self._queue: list[OrderUpdate | Fill] = []
         self._contexts = {sid: Context(self, sid) for sid in ids}
         self._by_id = dict(self.strategies)
@@ -231,6 +233,91 @@ class BacktestEngine:
         limit: float | None,
         stop: float | None,
         tif: TimeInForce,
+        extra: dict[str, Any] | None = None,
+    ) -> Order:
+        """Stamp a strategy's order, pass it through the risk gate and send it to the broker.
+        ``extra``: the optional :class:`Order` fields (trail, one-cancels-other group)."""
+        order = self._new_order(strategy_id, symbol, side, quantity, kind, limit, stop, tif, extra)
+        reject = self.risk.check(order, self._risk_view()) if len(self.risk) else None
+        if reject is None:
+            self.broker.submit(order)
+        else:
+            rejected = order.transition(OrderStatus.REJECTED, self.now, reject.message())
+            self.orders[order.client_order_id] = rejected
+            self._queue.append(OrderUpdate(rejected, order.status, self.now))
+        return order
+
+    def submit_oco(self, strategy_id: str, legs: list[dict[str, Any]]) -> list[Order]:
+        """Orders that cancel each other: the first to fill cancels the rest. If the gate or the
+        broker refuses one leg, the others are canceled (a group is all or nothing)."""
+        group = self._group(strategy_id)
+        orders = [self.submit(strategy_id, **leg, extra={"oco_group": group}) for leg in legs]
+        self._all_or_nothing(orders, "one-cancels-other partner refused")
+        return orders
+
+    def submit_bracket(
+        self, strategy_id: str, entry: dict[str, Any], take_profit: float, stop_loss: float
+    ) -> tuple[Order, Order, Order]:
+        """An entry and two exits held until it fills: a take-profit limit and a stop-loss stop
+        for the same quantity on the other side, one-cancels-other. The gate checks the entry;
+        the exits only ever close what the entry opened."""
+        parent = self.submit(strategy_id, **entry)
+        exit_side = Side.SELL if parent.side is Side.BUY else Side.BUY
+        group = self._group(strategy_id)
+        legs = []
+        for kind, limit, stop in (
+            (OrderType.LIMIT, take_profit, None),
+            (OrderType.STOP, None, stop_loss),
+        ):
+            leg = self._new_order(
+                strategy_id, parent.symbol, exit_side, parent.quantity, kind, limit, stop,
+                TimeInForce.GTC, {"oco_group": group, "parent_id": parent.client_order_id},
+            )  # fmt: skip
+            if parent.client_order_id in self.broker.orders:
+                self.broker.hold(leg)
+            else:  # the gate refused the entry
+                canceled = leg.transition(OrderStatus.CANCELED, self.now, "bracket entry refused")
+                self.orders[leg.client_order_id] = canceled
+                self._queue.append(OrderUpdate(canceled, leg.status, self.now))
+            legs.append(leg)
+        return parent, legs[0], legs[1]
+
+    def replace(self, strategy_id: str, client_order_id: str, changes: dict[str, float]) -> None:
+        """Amend a working order's quantity or prices: a new risk check, then the broker."""
+        current = self.broker.get_order(client_order_id)
+        if current is None or current.strategy_id != strategy_id:
+            raise RunError(f"replace(): no order {client_order_id!r} of strategy {strategy_id!r}")
+        if not (current.status.is_working or current.status is OrderStatus.HELD):
+            raise RunError(
+                f"replace(): order {client_order_id} is {current.status.value}; only working "
+                "orders can be replaced"
+            )
+        try:
+            amended = current.evolve(**changes)
+        except TradeloomError as exc:
+            raise RunError(f"replace(): {exc}") from exc
+        view = self._risk_view(exclude=client_order_id)
+        reject = self.risk.check(amended, view) if len(self.risk) else None
+        if reject is not None:
+            note = f"replace rejected: {reject.message()}"
+            self._queue.append(OrderUpdate(current, current.status, self.now, note))
+            return
+        self.broker.replace(amended)
+
+    def cancel(self, client_order_id: str) -> None:
+        self.broker.cancel(client_order_id)
+
+    def _new_order(
+        self,
+        strategy_id: str,
+        symbol: str,
+        side: Side,
+        quantity: float,
+        kind: OrderType,
+        limit: float | None,
+        stop: float | None,
+        tif: TimeInForce,
+        extra: dict[str, Any] | None,
     ) -> Order:
         if symbol not in self._hist:
             raise RunError(
@@ -243,22 +330,24 @@ class BacktestEngine:
         try:
             order = Order(
                 coid, symbol, side, quantity, kind, limit, stop, tif, strategy_id,
-                OrderStatus.PENDING, 0.0, 0.0, now, now,
+                OrderStatus.PENDING, 0.0, 0.0, now, now, **(extra or {}),
             )  # fmt: skip
         except TradeloomError as exc:
             raise RunError(f"strategy {strategy_id!r} placed an invalid order: {exc}") from exc
         self.orders[coid] = order
-        reject = self.risk.check(order, self._risk_view()) if len(self.risk) else None
-        if reject is not None:
-            rejected = order.transition(OrderStatus.REJECTED, self.now, reject.message())
-            self.orders[coid] = rejected
-            self._queue.append(OrderUpdate(rejected, order.status, self.now))
-        else:
-            self.broker.submit(order)
         return order
 
-    def cancel(self, client_order_id: str) -> None:
-        self.broker.cancel(client_order_id)
+    def _group(self, strategy_id: str) -> str:
+        self._groups += 1
+        return f"{strategy_id}-g{self._groups}"
+
+    def _all_or_nothing(self, orders: list[Order], reason: str) -> None:
+        sent = [self.broker.get_order(o.client_order_id) for o in orders]
+        if all(o is not None and o.status.is_working for o in sent):
+            return
+        for o in sent:
+            if o is not None:
+                self.broker.cancel(o.client_order_id, reason)
 
     def _index_of(self, symbol: str) -> int:
         """Index of the current bar of ``symbol`` in its arrays (carried bars, then the chunk)."""
@@ -269,14 +358,19 @@ class BacktestEngine:
                 f"unknown symbol {symbol!r}; this run has {', '.join(self.symbols)}"
             ) from None
 
-    def _risk_view(self) -> RiskView:
+    def _risk_view(self, exclude: str = "") -> RiskView:
+        """What the risk rules see; ``exclude``: an order being replaced (its old version is not
+        counted among the working orders)."""
         ledger = self.broker.ledger
+        working = self.broker.open_orders()
         return RiskView(
             ts=self.now,
             cash=ledger.cash,
             equity=ledger.equity(),
             positions=ledger.positions(),
-            open_orders=self.broker.open_orders(),
+            open_orders=[o for o in working if o.client_order_id != exclude]
+            if exclude
+            else working,
             last_prices=dict(self.prices),
         )
 

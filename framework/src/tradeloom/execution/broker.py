@@ -53,6 +53,17 @@ class Broker(Component):
         """Ask to cancel a working order; the cancellation arrives as an event."""
         raise NotImplementedError
 
+    def replace(self, order: Order) -> None:
+        """Amend a working order in place (same client order id) to ``order``'s quantity and
+        prices; the amendment, or its refusal, arrives as an :class:`OrderUpdate` with a
+        ``note``."""
+        raise NotImplementedError
+
+    def hold(self, order: Order) -> None:
+        """Accept a bracket exit (``order.parent_id`` set) in state HELD; it becomes working
+        when its entry fills and is canceled if the entry ends without a fill."""
+        raise NotImplementedError
+
     def get_order(self, client_order_id: str) -> Order | None:
         raise NotImplementedError
 

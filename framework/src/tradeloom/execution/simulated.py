@@ -87,11 +87,17 @@ class SimulatedBroker(Broker):
         self.events: list[BrokerEvent] = []
         """Events not yet drained. The list object never changes, so a driver may test it."""
         self._active_day: dict[str, int] = {}
+        self._children: dict[str, list[str]] = {}
+        """Client order ids of a bracket entry's exits, while the entry has not filled."""
         self._fill_seq = 0
 
     # --- the contract ---------------------------------------------------------------------------
     def submit(self, order: Order) -> None:
         ts = self._now
+        if order.type is OrderType.TRAILING_STOP and order.stop_price is None:
+            ref = self.ledger.last_price.get(order.symbol)
+            if ref is not None:  # the first level trails the latest close
+                order = order._evolve(stop_price=order.trail_stop(ref))
         reason = self._refusal(order)
         if reason:
             self._record(order.transition(OrderStatus.REJECTED, ts, reason), order.status)
@@ -99,11 +105,52 @@ class SimulatedBroker(Broker):
         self._record(order.transition(OrderStatus.ACCEPTED, ts), order.status)
         self.working[order.symbol].append(order.client_order_id)
 
+    def hold(self, order: Order) -> None:
+        if not order.parent_id or order.parent_id not in self.orders:
+            raise ValueError(f"order {order.client_order_id}: hold() needs a known parent_id")
+        if order.client_order_id in self.orders:
+            reason = f"duplicate client order id {order.client_order_id!r}"
+            self._record(order.transition(OrderStatus.REJECTED, self._now, reason), order.status)
+            return
+        self._record(order.transition(OrderStatus.HELD, self._now), order.status)
+        self._children.setdefault(order.parent_id, []).append(order.client_order_id)
+        parent = self.orders[order.parent_id]
+        if parent.status.is_terminal and parent.status is not OrderStatus.FILLED:
+            self._close(self.orders[order.client_order_id], OrderStatus.CANCELED, _NO_ENTRY)
+
     def cancel(self, client_order_id: str, reason: str = "canceled by strategy") -> None:
         order = self.orders.get(client_order_id)
-        if order is None or not order.status.is_working:
+        if order is None or not (order.status.is_working or order.status is OrderStatus.HELD):
             return
         self._close(order, OrderStatus.CANCELED, reason)
+
+    def replace(self, order: Order) -> None:
+        current = self.orders.get(order.client_order_id)
+        if current is None or not (current.status.is_working or current.status is OrderStatus.HELD):
+            state = "unknown" if current is None else current.status.value
+            raise ValueError(f"order {order.client_order_id} cannot be replaced: it is {state}")
+        ts = self._now
+        why = ""
+        if order.quantity <= current.filled_quantity + 1e-9:
+            why = (
+                f"new quantity {order.quantity:g} is not above the {current.filled_quantity:g} "
+                "already filled"
+            )
+        elif current.status.is_working and order.side is Side.BUY:
+            ref = self.ledger.last_price.get(order.symbol, 0.0)
+            why = self._cash_refusal(order, ref, exclude=order.client_order_id)
+        if why:
+            self.events.append(OrderUpdate(current, current.status, ts, f"replace rejected: {why}"))
+            return
+        amended = order._evolve(
+            status=current.status,
+            filled_quantity=current.filled_quantity,
+            avg_fill_price=current.avg_fill_price,
+            triggered=current.triggered,
+            updated_ts=ts,
+        )
+        self.orders[order.client_order_id] = amended
+        self.events.append(OrderUpdate(amended, current.status, ts, _changes(current, amended)))
 
     def get_order(self, client_order_id: str) -> Order | None:
         return self.orders.get(client_order_id)
@@ -148,13 +195,33 @@ class SimulatedBroker(Broker):
         if self._own_market:
             self.market.advance(bar)  # type: ignore[attr-defined]
         working = self.working[bar.symbol]
-        if working:
-            for coid in list(working):
-                order = self.orders[coid]
-                if order.tif is TimeInForce.DAY and self._expired(coid, bar.ts):
+        if not working:
+            return
+        orders = self.orders
+        matched_groups: list[str] = []
+        one_bar: list[str] = []
+        for coid in list(working):
+            order = orders[coid]
+            if not order.status.is_working:  # canceled earlier in this bar (one-cancels-other)
+                continue
+            tif = order.tif
+            if tif is not TimeInForce.GTC:
+                if tif is TimeInForce.DAY and self._expired(coid, bar.ts):
                     self._close(order, OrderStatus.EXPIRED, "DAY order expired at end of day")
                     continue
+                if tif is TimeInForce.IOC or tif is TimeInForce.FOK:
+                    one_bar.append(coid)
+            if order.oco_group:
+                if order.oco_group not in matched_groups:
+                    matched_groups.append(order.oco_group)
+                    self._match_group(order.oco_group, bar, stops_only=False)
+            else:
                 self._match(order, bar)
+        for coid in one_bar:  # IOC / FOK: one bar to fill, then canceled
+            order = orders[coid]
+            if order.status.is_working:
+                what = "immediate-or-cancel" if order.tif is TimeInForce.IOC else "fill-or-kill"
+                self._close(order, OrderStatus.CANCELED, f"{what}: not filled on its first bar")
 
     def on_close(self, bar: Bar) -> None:
         """With ``fill_at = "close"``: fill market orders sent on ``bar`` at its close."""
@@ -162,13 +229,16 @@ class SimulatedBroker(Broker):
             return
         for coid in list(self.working[bar.symbol]):
             order = self.orders[coid]
-            if order.type is OrderType.MARKET:
-                price = slipped(bar.close, order.side, self.params.slippage_bps)
-                self._fill(order, price, bar.ts)
+            if order.type is OrderType.MARKET and order.status.is_working:
+                self._fill(order, bar.close, bar.ts, None)
 
     def cancel_all(self, reason: str) -> None:
         for order in self.open_orders():
             self._close(order, OrderStatus.CANCELED, reason)
+        for children in list(self._children.values()):
+            for coid in children:
+                if self.orders[coid].status is OrderStatus.HELD:
+                    self._close(self.orders[coid], OrderStatus.CANCELED, reason)
 
     def conventions(self) -> list[str]:
         p = self.params
@@ -185,6 +255,15 @@ class SimulatedBroker(Broker):
             "Stop orders fill at the stop price, or at the open when a bar gaps through the stop.",
             "Stop-limit orders triggered inside a bar fill only at the trigger price, if within "
             "the limit (conservative).",
+            "Trailing stops move with each bar's high (sells) or low (buys) after the bar is "
+            "checked against the level it started with (a bar never triggers a level it set).",
+            "One-cancels-other: when several orders of a group could fill on the same bar, the "
+            "one worst for the trader fills (a bracket's stop-loss before its take-profit).",
+            "Bracket exits become active when their entry fills: on the same bar, only the "
+            "stop-loss can fill after an entry inside the bar; after an entry at the open, both "
+            "exits can.",
+            "IOC and FOK orders get one bar: what does not fill on the first bar they can trade "
+            "on is canceled.",
             p.fees.describe(),
             f"Slippage: {p.slippage_bps:g} bps against the trader on market and stop fills.",
             "Cash account: buys that the account cannot pay for are rejected; short sales "
@@ -221,10 +300,16 @@ class SimulatedBroker(Broker):
                         f"with {held:g} held and {working_sells:g} already being sold"
                     )
             return ""
+        return self._cash_refusal(order, ref)
+
+    def _cash_refusal(self, order: Order, ref: float, exclude: str = "") -> str:
+        """Why a buy cannot be paid for with the cash not reserved by other working buys, at
+        the reference price ``ref`` (``exclude``: an order being replaced, whose old
+        reservation is released)."""
         if self._opening_quantity(order) <= 1e-9:
             return ""  # a buy that only covers a short is never refused for cash
         cost = self._estimated_cost(order, ref)
-        available = self.ledger.cash - self._reserved_cash()
+        available = self.ledger.cash - self._reserved_cash(exclude)
         if cost > available + 1e-9:
             return f"insufficient cash: order needs {cost:,.2f}, available {available:,.2f}"
         return ""
@@ -243,25 +328,24 @@ class SimulatedBroker(Broker):
         return max(0.0, order.remaining - short_left)
 
     def _estimated_cost(self, order: Order, ref: float) -> float:
-        if order.type is OrderType.LIMIT:
+        kind = order.type
+        if kind is OrderType.LIMIT or kind is OrderType.STOP_LIMIT:
             price = order.limit_price
-        elif order.type is OrderType.STOP:
-            price = slipped(max(order.stop_price, ref), Side.BUY, self.params.slippage_bps)
-        elif order.type is OrderType.STOP_LIMIT:
-            price = order.limit_price
+        elif kind is OrderType.STOP or kind is OrderType.TRAILING_STOP:
+            price = slipped(max(order.stop_price or ref, ref), Side.BUY, self.params.slippage_bps)
         else:
             price = slipped(ref, Side.BUY, self.params.slippage_bps)
         qty = order.remaining
-        return qty * price + self.params.fees.fee(qty, price)
+        return qty * price + self.params.fees.fee(qty, price)  # type: ignore[operator]
 
-    def _reserved_cash(self) -> float:
+    def _reserved_cash(self, exclude: str = "") -> float:
         if not self._has_working():
             return 0.0
         reserved = 0.0
         for ids in self.working.values():
             for coid in ids:
                 order = self.orders[coid]
-                if order.side is Side.BUY:
+                if order.side is Side.BUY and coid != exclude:
                     ref = self.ledger.last_price.get(order.symbol, 0.0)
                     reserved += self._estimated_cost(order, ref)
         return reserved
@@ -274,40 +358,77 @@ class SimulatedBroker(Broker):
         first = self._active_day.setdefault(coid, day)
         return day != first
 
-    def _match(self, order: Order, bar: Bar) -> None:
+    def _quote(self, order: Order, bar: Bar) -> tuple[float | None, Order]:
+        """The price (before slippage) at which ``order`` fills on ``bar``, or None; and the
+        order as it stands after the bar (a stop-limit triggered, a trailing stop moved)."""
         buy = order.side is Side.BUY
-        bps = self.params.slippage_bps
         kind = order.type
         if kind is OrderType.MARKET:
-            if self.params.fill_at == "next_open":
-                self._fill(order, slipped(bar.open, order.side, bps), bar.ts)
-            return
-        if kind is OrderType.STOP or (kind is OrderType.STOP_LIMIT and not order.triggered):
+            return (bar.open if self.params.fill_at == "next_open" else None), order
+        trailing = kind is OrderType.TRAILING_STOP
+        if (
+            kind is OrderType.STOP
+            or trailing
+            or (kind is OrderType.STOP_LIMIT and not order.triggered)
+        ):
             stop = order.stop_price
             if buy:
-                hit = bar.open if bar.open >= stop else (stop if bar.high >= stop else None)
+                hit = bar.open if bar.open >= stop else (stop if bar.high >= stop else None)  # type: ignore[operator]
             else:
-                hit = bar.open if bar.open <= stop else (stop if bar.low <= stop else None)
+                hit = bar.open if bar.open <= stop else (stop if bar.low <= stop else None)  # type: ignore[operator]
             if hit is None:
-                return
-            if kind is OrderType.STOP:
-                self._fill(order, slipped(hit, order.side, bps), bar.ts)
-                return
+                if trailing:  # the level follows this bar's best price, for the next bars
+                    level = order.trail_stop(bar.low if buy else bar.high)
+                    if (level < stop) if buy else (level > stop):  # type: ignore[operator]
+                        order = order._evolve(stop_price=level)
+                return None, order
+            if kind is not OrderType.STOP_LIMIT:
+                return hit, order
             limit = order.limit_price
-            if (buy and hit <= limit) or (not buy and hit >= limit):
-                self._fill(order, hit, bar.ts)
-            else:
-                self.orders[order.client_order_id] = order._evolve(triggered=True)
-            return
+            if (buy and hit <= limit) or (not buy and hit >= limit):  # type: ignore[operator]
+                return hit, order
+            return None, order._evolve(triggered=True)
         limit = order.limit_price
         if buy:
-            price = bar.open if bar.open <= limit else (limit if bar.low <= limit else None)
+            price = bar.open if bar.open <= limit else (limit if bar.low <= limit else None)  # type: ignore[operator]
         else:
-            price = bar.open if bar.open >= limit else (limit if bar.high >= limit else None)
-        if price is not None:
-            self._fill(order, price, bar.ts)
+            price = bar.open if bar.open >= limit else (limit if bar.high >= limit else None)  # type: ignore[operator]
+        return price, order
 
-    def _fill(self, order: Order, price: float, ts: int) -> None:
+    def _match(self, order: Order, bar: Bar) -> None:
+        price, updated = self._quote(order, bar)
+        if updated is not order:
+            self.orders[order.client_order_id] = updated
+        if price is not None:
+            self._fill(updated, price, bar.ts, bar)
+
+    def _match_group(self, group: str, bar: Bar, *, stops_only: bool) -> None:
+        """One-cancels-other on ``bar``: of the group's working orders that could fill, the one
+        worst for the trader fills (the others are then canceled by the fill)."""
+        worst: tuple[float, Order] | None = None
+        for coid in list(self.working[bar.symbol]):
+            order = self.orders[coid]
+            if order.oco_group != group:
+                continue
+            if stops_only and order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+                continue
+            price, updated = self._quote(order, bar)
+            if updated is not order:
+                self.orders[coid] = updated
+            # worse for the trader: a higher price to pay, a lower price to receive
+            if price is not None and (
+                worst is None or price * updated.side.sign > worst[0] * worst[1].side.sign
+            ):
+                worst = (price, updated)
+        if worst is not None:
+            self._fill(worst[1], worst[0], bar.ts, bar)
+
+    def _fill(self, order: Order, price: float, ts: int, bar: Bar | None) -> None:
+        """Fill ``order`` at ``price`` (before slippage); ``bar`` is the bar the fill happened
+        on, whose rest a bracket's exits see (None after the close)."""
+        raw = price
+        if order.type in _SLIPPED:
+            price = slipped(price, order.side, self.params.slippage_bps)
         qty = order.remaining
         fee = self.params.fees.fee(qty, price)
         opens_long = order.side is Side.BUY and self.ledger.quantity(order.symbol) + qty > 1e-9
@@ -328,16 +449,80 @@ class SimulatedBroker(Broker):
         self.events.append(fill)
         updated = order.with_fill(qty, price, ts)
         self._record(updated, order.status)
-        if updated.status is OrderStatus.FILLED:
-            self.working[order.symbol].remove(order.client_order_id)
+        if updated.status is not OrderStatus.FILLED:
+            return
+        coid = order.client_order_id
+        self.working[order.symbol].remove(coid)
+        if order.oco_group:
+            for other in list(self.working[order.symbol]):
+                if self.orders[other].oco_group == order.oco_group:
+                    self._close(self.orders[other], OrderStatus.CANCELED, f"OCO: {coid} filled")
+        if coid in self._children:
+            self._activate(coid, bar, raw)
+
+    def _activate(self, parent: str, bar: Bar | None, entry: float) -> None:
+        """A bracket's entry filled: its exits become working and, if the fill happened on
+        ``bar``, meet the rest of that bar (after an entry inside the bar, only the stops)."""
+        groups = []
+        for coid in self._children.pop(parent):
+            child = self.orders[coid]
+            if child.status is not OrderStatus.HELD:
+                continue
+            why = self._refusal_as_exit(child)
+            if why:
+                self._close(child, OrderStatus.CANCELED, why)
+                continue
+            self._record(child.transition(OrderStatus.ACCEPTED, self._now), child.status)
+            self.working[child.symbol].append(coid)
+            if child.oco_group not in groups:
+                groups.append(child.oco_group)
+        if bar is None:
+            return
+        at_open = entry == bar.open
+        rest = bar if at_open else bar._replace(open=entry)  # the bar as it went on after entry
+        for group in groups:
+            self._match_group(group, rest, stops_only=not at_open)
+
+    def _refusal_as_exit(self, order: Order) -> str:
+        if order.side is Side.SELL and not self.params.allow_short:
+            held = self.ledger.quantity(order.symbol)
+            if order.quantity > held + 1e-9:
+                return (
+                    f"short selling is disabled: bracket exit sells {order.quantity:g} of {held:g}"
+                )
+        return ""
 
     def _close(self, order: Order, status: OrderStatus, reason: str) -> None:
+        was_working = order.status.is_working
         self._record(order.transition(status, self._now, reason), order.status)
-        self.working[order.symbol].remove(order.client_order_id)
+        if was_working:
+            self.working[order.symbol].remove(order.client_order_id)
+        for coid in self._children.pop(order.client_order_id, ()):
+            child = self.orders[coid]
+            if child.status is OrderStatus.HELD:
+                self._close(child, OrderStatus.CANCELED, _NO_ENTRY)
 
     def _record(self, order: Order, previous: OrderStatus) -> None:
         self.orders[order.client_order_id] = order
         self.events.append(OrderUpdate(order, previous, order.updated_ts))
+
+
+_SLIPPED = frozenset({OrderType.MARKET, OrderType.STOP, OrderType.TRAILING_STOP})
+"""Order types whose fills pay slippage (limit prices are never worsened)."""
+_NO_ENTRY = "bracket entry ended without a fill"
+
+
+def _changes(before: Order, after: Order) -> str:
+    parts = [
+        f"{label} {getattr(before, name)!s} -> {getattr(after, name)!s}"
+        for name, label in (
+            ("quantity", "quantity"),
+            ("limit_price", "limit"),
+            ("stop_price", "stop"),
+        )
+        if getattr(before, name) != getattr(after, name)
+    ]
+    return "replaced: " + (", ".join(parts) if parts else "no change")
 
 
 class _OwnMarket:

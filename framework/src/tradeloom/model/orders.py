@@ -5,12 +5,14 @@ Every object here is immutable. An order changes state only through
 transition the state machine below does not allow::
 
     PENDING ──▶ ACCEPTED ──▶ PARTIALLY_FILLED ──▶ FILLED
-       │           │  │            │  │
-       │           │  └──▶ FILLED  │  └──▶ CANCELED / EXPIRED
-       │           └──▶ CANCELED / EXPIRED
+       │  │        │  │            │  │
+       │  │        │  └──▶ FILLED  │  └──▶ CANCELED / EXPIRED
+       │  │        └──▶ CANCELED / EXPIRED
+       │  └──▶ HELD ──▶ ACCEPTED / CANCELED
        └──▶ REJECTED / CANCELED
 
-FILLED, CANCELED, REJECTED and EXPIRED are terminal.
+HELD is the state of a bracket's exit orders until their entry fills. FILLED, CANCELED,
+REJECTED and EXPIRED are terminal.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from typing import Any
 
 import pandas as pd
 
@@ -38,6 +41,9 @@ class OrderType(StrEnum):
     LIMIT = "limit"
     STOP = "stop"
     STOP_LIMIT = "stop_limit"
+    TRAILING_STOP = "trailing_stop"
+    """A stop whose level follows the market at a distance (``trail_amount`` or
+    ``trail_percent``) and never moves back; ``stop_price`` holds its current level."""
 
 
 class TimeInForce(StrEnum):
@@ -45,10 +51,18 @@ class TimeInForce(StrEnum):
     """Expires at the end of the trading day it was accepted on (UTC date of the bar data)."""
     GTC = "gtc"
     """Good till canceled."""
+    IOC = "ioc"
+    """Immediate or cancel: whatever does not fill on the first bar the order can trade on is
+    canceled."""
+    FOK = "fok"
+    """Fill or kill: the order fills completely on the first bar it can trade on, or is
+    canceled."""
 
 
 class OrderStatus(StrEnum):
     PENDING = "pending"
+    HELD = "held"
+    """Accepted but not active: a bracket's exit waiting for its entry to fill."""
     ACCEPTED = "accepted"
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
@@ -72,8 +86,9 @@ _TERMINAL = frozenset(
 
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset(
-        {OrderStatus.ACCEPTED, OrderStatus.REJECTED, OrderStatus.CANCELED}
+        {OrderStatus.ACCEPTED, OrderStatus.HELD, OrderStatus.REJECTED, OrderStatus.CANCELED}
     ),
+    OrderStatus.HELD: frozenset({OrderStatus.ACCEPTED, OrderStatus.CANCELED}),
     OrderStatus.ACCEPTED: frozenset(
         {
             OrderStatus.PARTIALLY_FILLED,
@@ -124,6 +139,15 @@ class Order:
     """Why the order was rejected, canceled or expired; empty otherwise."""
     triggered: bool = False
     """For stop-limit orders: the stop has been touched and the order now works as a limit."""
+    trail_amount: float | None = None
+    """Trailing stops: the stop's distance from the best price since acceptance, in price."""
+    trail_percent: float | None = None
+    """Trailing stops: the same distance as a percentage of that best price (0 < p < 100)."""
+    oco_group: str = ""
+    """Orders sharing a non-empty group are one-cancels-other: the first to fill cancels the
+    rest."""
+    parent_id: str = ""
+    """A bracket exit: the client order id of the entry it protects (held until it fills)."""
 
     def __post_init__(self) -> None:
         if (
@@ -138,12 +162,19 @@ class Order:
                 f"order {self.client_order_id}: quantity must be a positive finite number, "
                 f"got {self.quantity!r}"
             )
+        trailing = self.type is OrderType.TRAILING_STOP
+        if trailing:
+            self._check_trail()
+        elif self.trail_amount is not None or self.trail_percent is not None:
+            raise OrderStateError(
+                f"order {self.client_order_id}: only trailing_stop orders take a trail"
+            )
         needs_limit = self.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
         needs_stop = self.type in (OrderType.STOP, OrderType.STOP_LIMIT)
-        for name, needed, value in (
-            ("limit_price", needs_limit, self.limit_price),
-            ("stop_price", needs_stop, self.stop_price),
-        ):
+        checks = [("limit_price", needs_limit, self.limit_price)]
+        if not (trailing and self.stop_price is None):  # a trailing stop's level comes later
+            checks.append(("stop_price", needs_stop or trailing, self.stop_price))
+        for name, needed, value in checks:
             if needed and (value is None or not (value > 0 and math.isfinite(value))):
                 raise OrderStateError(
                     f"order {self.client_order_id}: a {self.type.value} order needs a positive "
@@ -153,6 +184,31 @@ class Order:
                 raise OrderStateError(
                     f"order {self.client_order_id}: a {self.type.value} order takes no {name}"
                 )
+
+    def _check_trail(self) -> None:
+        amount, percent = self.trail_amount, self.trail_percent
+        if (amount is None) == (percent is None):
+            raise OrderStateError(
+                f"order {self.client_order_id}: a trailing stop needs exactly one of "
+                f"trail_amount and trail_percent"
+            )
+        if amount is not None and not (amount > 0 and math.isfinite(amount)):
+            raise OrderStateError(
+                f"order {self.client_order_id}: trail_amount must be a positive price distance, "
+                f"got {amount!r}"
+            )
+        if percent is not None and not (0 < percent < 100):
+            raise OrderStateError(
+                f"order {self.client_order_id}: trail_percent must be between 0 and 100, "
+                f"got {percent!r}"
+            )
+
+    def trail_stop(self, price: float) -> float:
+        """A trailing stop's level for a best price of ``price`` (below it for sells)."""
+        distance = (
+            self.trail_amount if self.trail_amount is not None else price * self.trail_percent / 100  # type: ignore[operator]
+        )
+        return price - distance if self.side is Side.SELL else price + distance
 
     @property
     def remaining(self) -> float:
@@ -177,7 +233,7 @@ class Order:
                 f"not transition({status.value})"
             )
         self._check(status)
-        return self._evolve(status=status, updated_ts=ts, reason=reason)
+        return _with_status(self, status, ts, reason)
 
     def with_fill(self, quantity: float, price: float, ts: int) -> Order:
         """The order after a fill of ``quantity`` at ``price``."""
@@ -199,12 +255,7 @@ class Order:
         status = OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED
         self._check(status)
         avg = (self.avg_fill_price * self.filled_quantity + price * quantity) / filled
-        return self._evolve(
-            status=status,
-            filled_quantity=self.quantity if complete else filled,
-            avg_fill_price=avg,
-            updated_ts=ts,
-        )
+        return _with_fill(self, status, self.quantity if complete else filled, avg, ts)
 
     def evolve(self, **changes: object) -> Order:
         """A copy with ``changes`` applied and the shape validated again (for brokers that amend
@@ -216,9 +267,9 @@ class Order:
     def _evolve(self, **changes: object) -> Order:
         # A copy without re-running __init__: the shape was validated when the order was made
         # and a state change cannot alter it. Several times faster than dataclasses.replace.
-        new = _new(Order)
-        for name in _ORDER_FIELDS:
-            _set(new, name, changes[name] if name in changes else getattr(self, name))
+        new = _copy(self)
+        for name, value in changes.items():
+            _set(new, name, value)
         return new
 
     def _check(self, status: OrderStatus) -> None:
@@ -230,8 +281,27 @@ class Order:
 
 
 _ORDER_FIELDS = tuple(f.name for f in fields(Order))
-_new = object.__new__
+
+
 _set = object.__setattr__
+
+
+def _copier(changed: tuple[str, ...]) -> Any:
+    """``copy(order, *changed_values)``: a new Order with the ``changed`` fields set from the
+    arguments and every other field read from ``order``, as straight-line code (one attribute
+    read per field, no loop, no getattr): every order's life makes two or three copies."""
+    lines = [f"def copy(self, {', '.join(changed)}):" if changed else "def copy(self):"]
+    lines.append("    new = _new(Order)")
+    lines += [f"    _set(new, {n!r}, {n if n in changed else 'self.' + n})" for n in _ORDER_FIELDS]
+    lines.append("    return new")
+    namespace = {"_new": object.__new__, "_set": _set, "Order": Order}
+    exec("\n".join(lines), namespace)  # the source is built from the dataclass's own fields
+    return namespace["copy"]
+
+
+_copy = _copier(())
+_with_status = _copier(("status", "updated_ts", "reason"))
+_with_fill = _copier(("status", "filled_quantity", "avg_fill_price", "updated_ts"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +311,9 @@ class OrderUpdate:
     order: Order
     previous: OrderStatus
     ts: int
+    note: str = ""
+    """What changed when the status did not: ``"replaced: quantity 10 -> 5"`` or
+    ``"replace rejected: ..."``."""
 
     @property
     def status(self) -> OrderStatus:

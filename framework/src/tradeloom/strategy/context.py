@@ -126,32 +126,143 @@ class Context:
         *,
         limit: float | None = None,
         stop: float | None = None,
+        trail_amount: float | None = None,
+        trail_percent: float | None = None,
         tif: str | TimeInForce = TimeInForce.GTC,
     ) -> Order:
         """Place an order for ``quantity`` units (positive buys, negative sells).
 
-        The type follows from the prices given: market (neither), limit, stop, or stop-limit
-        (both). Returns the order in state PENDING; its acceptance or rejection arrives through
-        ``on_order``.
+        The type follows from the prices given: market (none), limit, stop, stop-limit (both),
+        or a trailing stop (``trail_amount`` in price, or ``trail_percent``: its level starts
+        that far from the latest close and follows the best price since, never moving back).
+        ``tif``: ``"gtc"`` (default), ``"day"``, ``"ioc"`` or ``"fok"``. Returns the order in
+        state PENDING; its acceptance or rejection arrives through ``on_order``.
         """
+        # Kept flat: every order of every strategy passes here.
         if not (quantity == quantity and quantity != 0 and abs(quantity) != math.inf) or isinstance(
             quantity, bool | str
         ):
             raise RunError(f"order(): quantity must be a non-zero finite number, got {quantity!r}")
-        if limit is not None and stop is not None:
-            kind = OrderType.STOP_LIMIT
-        elif limit is not None:
-            kind = OrderType.LIMIT
-        elif stop is not None:
-            kind = OrderType.STOP
-        else:
-            kind = OrderType.MARKET
         side = Side.BUY if quantity > 0 else Side.SELL
         if type(tif) is not TimeInForce:
-            tif = TimeInForce(tif)
+            tif = self._tif(tif)
+        if trail_amount is None and trail_percent is None:
+            if limit is None:
+                kind = OrderType.MARKET if stop is None else OrderType.STOP
+            else:
+                kind = OrderType.LIMIT if stop is None else OrderType.STOP_LIMIT
+            return self._engine.submit(
+                self.strategy_id, symbol, side, abs(float(quantity)), kind, limit, stop, tif
+            )
+        if limit is not None or stop is not None:
+            raise RunError("order(): a trailing stop takes no limit or stop price")
+        trail = {"trail_amount": trail_amount, "trail_percent": trail_percent}
         return self._engine.submit(
-            self.strategy_id, symbol, side, abs(float(quantity)), kind, limit, stop, tif
+            self.strategy_id, symbol, side, abs(float(quantity)), OrderType.TRAILING_STOP,
+            None, None, tif, {k: float(v) for k, v in trail.items() if v is not None},
+        )  # fmt: skip
+
+    def replace(
+        self,
+        order: Order | str,
+        *,
+        quantity: float | None = None,
+        limit: float | None = None,
+        stop: float | None = None,
+    ) -> None:
+        """Amend one of this strategy's working orders (same client order id): a new quantity
+        (units, positive) and/or a new limit or stop price. The amendment passes the risk gate
+        like a new order; the result arrives through ``on_order`` as an update whose ``note``
+        says what changed, or why the replace was refused (the order then stays as it was)."""
+        coid = order if isinstance(order, str) else order.client_order_id
+        changes: dict[str, float] = {}
+        if quantity is not None:
+            _, changes["quantity"] = self._side_and_size(quantity)
+        if limit is not None:
+            changes["limit_price"] = float(limit)
+        if stop is not None:
+            changes["stop_price"] = float(stop)
+        if not changes:
+            raise RunError("replace(): give a new quantity, limit or stop")
+        self._engine.replace(self.strategy_id, coid, changes)
+
+    def oco(
+        self,
+        symbol: str,
+        quantity: float,
+        *,
+        limit: float,
+        stop: float,
+        tif: str | TimeInForce = TimeInForce.GTC,
+    ) -> tuple[Order, Order]:
+        """Two orders for ``quantity`` units that cancel each other: a limit at ``limit`` and a
+        stop at ``stop`` (typically a take-profit and a stop-loss around a position). The first
+        to fill cancels the other; if both could fill on one bar, the worse for the trader
+        fills. If either is refused, the other is canceled."""
+        side, size = self._side_and_size(quantity)
+        common = {"symbol": symbol, "side": side, "quantity": size, "tif": self._tif(tif)}
+        first, second = self._engine.submit_oco(
+            self.strategy_id,
+            [
+                {**common, "kind": OrderType.LIMIT, "limit": limit, "stop": None},
+                {**common, "kind": OrderType.STOP, "limit": None, "stop": stop},
+            ],
         )
+        return first, second
+
+    def bracket(
+        self,
+        symbol: str,
+        quantity: float,
+        *,
+        take_profit: float,
+        stop_loss: float,
+        limit: float | None = None,
+        tif: str | TimeInForce = TimeInForce.GTC,
+    ) -> tuple[Order, Order, Order]:
+        """An entry (market, or limit at ``limit``) for ``quantity`` units with two exits that
+        wait for it to fill: a take-profit limit and a stop-loss stop for the same quantity,
+        one-cancels-other. Returns ``(entry, take_profit, stop_loss)``. The exits are canceled
+        if the entry ends without filling. A long bracket needs ``stop_loss < take_profit``
+        (and a limit between them), a short one the opposite."""
+        side, size = self._side_and_size(quantity)
+        low, high = (stop_loss, take_profit) if side is Side.BUY else (take_profit, stop_loss)
+        prices_ok = 0 < low < high and (limit is None or low < limit < high)
+        if not prices_ok:
+            names = (
+                ["stop_loss", "take_profit"] if side is Side.BUY else ["take_profit", "stop_loss"]
+            )
+            if limit is not None:
+                names.insert(1, "limit")
+            raise RunError(
+                f"bracket(): a {'long' if side is Side.BUY else 'short'} bracket needs "
+                f"{' < '.join(names)}; got take_profit={take_profit!r}, stop_loss={stop_loss!r}, "
+                f"limit={limit!r}"
+            )
+        entry = {
+            "symbol": symbol, "side": side, "quantity": size, "tif": self._tif(tif),
+            "kind": OrderType.MARKET if limit is None else OrderType.LIMIT,
+            "limit": limit, "stop": None,
+        }  # fmt: skip
+        return self._engine.submit_bracket(self.strategy_id, entry, take_profit, stop_loss)
+
+    @staticmethod
+    def _side_and_size(quantity: float) -> tuple[Side, float]:
+        if not (quantity == quantity and quantity != 0 and abs(quantity) != math.inf) or isinstance(
+            quantity, bool | str
+        ):
+            raise RunError(f"order(): quantity must be a non-zero finite number, got {quantity!r}")
+        return (Side.BUY if quantity > 0 else Side.SELL), abs(float(quantity))
+
+    @staticmethod
+    def _tif(tif: str | TimeInForce) -> TimeInForce:
+        if type(tif) is TimeInForce:
+            return tif
+        try:
+            return TimeInForce(tif)
+        except ValueError:
+            choices = ", ".join(t.value for t in TimeInForce)
+            raise RunError(f"order(): unknown tif {tif!r}; use one of {choices}") from None
 
     def buy(self, symbol: str, quantity: float, **kwargs: Any) -> Order:
         return self.order(symbol, abs(quantity), **kwargs)
