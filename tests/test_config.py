@@ -174,6 +174,18 @@ class FakeVault(Component):
     capabilities = Capabilities(modes=ALL_MODES)
 
 
+class FlatFeeParams(Params):
+    amount: float = Field(default=1.0, ge=0)
+    """Commission per fill."""
+
+
+class FakeFlatFee(Component):
+    """A flat commission per fill."""
+
+    Params = FlatFeeParams
+    capabilities = Capabilities(modes=frozenset({Mode.BACKTEST, Mode.PAPER}))
+
+
 COMPONENTS: list[tuple[Kind, str, type[Component]]] = [
     (Kind.DATA_SOURCE, "csv", FakeCsv),
     (Kind.DATA_SOURCE, "feed", FakeFeed),
@@ -185,6 +197,7 @@ COMPONENTS: list[tuple[Kind, str, type[Component]]] = [
     (Kind.BROKER, "venue", FakeVenue),
     (Kind.BROKER, "costly", FakeCostly),
     (Kind.BROKER, "vault", FakeVault),
+    (Kind.COST_MODEL, "flat-fee", FakeFlatFee),
 ]
 
 
@@ -503,6 +516,7 @@ def test_to_dict_is_canonical(host: PluginHost) -> None:
         "strategies": [{"id": "sma", "type": "sma", "params": {"fast": 10, "slow": 50}}],
         "risk": [{"type": "max-position", "params": {"max_weight": 0.5}}],
         "broker": {"type": "simulated", "params": {"slippage_bps": 0.0}},
+        "costs": [],
         "run": {
             "start": "2020-01-01T00:00:00+00:00",
             "end": "2021-12-31T00:00:00+00:00",
@@ -511,8 +525,36 @@ def test_to_dict_is_canonical(host: PluginHost) -> None:
             "stream": "auto",
             "chunk_rows": 65536,
             "history_bars": 10000,
+            "dividends": "cash",
         },
     }
+
+
+def test_costs_are_resolved_in_order_and_canonical(host: PluginHost, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        VALID + '[[costs]]\ntype = "flat-fee"\n[[costs]]\ntype = "flat-fee"\n'
+        "params = { amount = 2.5 }\n",
+    )
+    resolved = load_deployment([path], host=host)
+    assert [c.path for c in resolved.costs] == ["costs[0]", "costs[1]"]
+    assert [c.params for c in resolved.costs] == [FlatFeeParams(), FlatFeeParams(amount=2.5)]
+    assert resolved.components()[-2:] == resolved.costs
+    assert resolved.to_dict()["costs"] == [
+        {"type": "flat-fee", "params": {"amount": 1.0}},
+        {"type": "flat-fee", "params": {"amount": 2.5}},
+    ]
+    assert [c.params for c in resolved.config.costs] == [{"amount": 1.0}, {"amount": 2.5}]
+    again = resolve(tomllib.loads(resolved.to_toml()), host)
+    assert again.to_dict() == resolved.to_dict()
+    assert again.config_hash() == resolved.config_hash()
+    without = load_deployment([path], ["costs=[]"], host=host)
+    assert without.costs == [] and without.to_dict()["costs"] == []
+    assert without.config_hash() != resolved.config_hash()
+    assert (
+        without.config_hash()
+        == load_deployment([write(tmp_path, VALID, "v.toml")], host=host).config_hash()
+    )
 
 
 def test_decimals_render_as_numbers_when_exact(host: PluginHost) -> None:
@@ -670,6 +712,19 @@ BAD = [
         "params = { max_weight = 2 }\n",
         expect=("risk[1].params.max_weight: Input should be less than or equal to 1", "(got 2)"),
         path="risk[1].params.max_weight",
+    ),
+    Bad(
+        "param-out-of-range-in-costs",
+        VALID + '[[costs]]\ntype = "flat-fee"\n[[costs]]\ntype = "flat-fee"\n'
+        "params = { amount = -1 }\n",
+        expect=("costs[1].params.amount: Input should be greater than or equal to 0", "(got -1)"),
+        path="costs[1].params.amount",
+    ),
+    Bad(
+        "unknown-cost-model-type",
+        VALID + '[[costs]]\ntype = "flat-feee"\n',
+        expect=("costs[0].type: unknown cost model type 'flat-feee'", "installed: flat-fee"),
+        path="costs[0].type",
     ),
     Bad(
         "unknown-strategy-type",
@@ -973,6 +1028,8 @@ def test_json_schema_lists_every_component_with_param_descriptions(host: PluginH
     assert consts(props["strategies"]["items"]) == ["hold", "sma"]
     assert consts(props["risk"]["items"]) == ["max-position", "notional"]
     assert consts(props["broker"]) == ["costly", "simulated", "vault", "venue"]
+    assert consts(props["costs"]["items"]) == ["flat-fee"]
+    assert props["costs"]["default"] == []
     sma = schema["$defs"][props["strategy"]["oneOf"][1]["$ref"].split("/")[-1]]
     assert set(sma["properties"]) == {"type", "id", "params"}
     assert sma["additionalProperties"] is False

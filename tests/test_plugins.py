@@ -68,6 +68,34 @@ def tradeloom_register_strategies(register):
 '''
 
 
+FLATFEE = '''
+from pydantic import Field
+
+from tradeloom import hookimpl
+from tradeloom.components import Params
+from tradeloom.execution.cost_models import CostModel
+
+
+class FlatFee(CostModel):
+    """A flat commission per fill."""
+
+    class Params(Params):
+        amount: float = Field(default=1.0, ge=0)
+        """Commission per fill, in account currency."""
+
+    def commission(self, trade):
+        return self.params.amount
+
+    def describe(self):
+        return f"Commission: {self.params.amount:g} per fill (tradeloom-flatfee)."
+
+
+@hookimpl
+def tradeloom_register_cost_models(register):
+    register("flat-fee", FlatFee)
+'''
+
+
 def _write_dist(root: Path, dist: str, module: str, source: str, version: str) -> Path:
     pkg = root / dist
     (pkg / "src" / module).mkdir(parents=True)
@@ -98,13 +126,14 @@ def _uv() -> str:
 
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Build three throwaway distributions and install them into two target folders."""
+    """Build four throwaway distributions and install them into two target folders."""
     root = tmp_path_factory.mktemp("dists")
     good = _write_dist(root, "tradeloom-hello", "tradeloom_hello", HELLO, "1.2.3")
     broken = _write_dist(root, "tradeloom-broken", "tradeloom_broken", BROKEN, "0.0.1")
     dupe = _write_dist(root, "tradeloom-dupe", "tradeloom_dupe", DUPE, "9.9.9")
+    fee = _write_dist(root, "tradeloom-flatfee", "tradeloom_flatfee", FLATFEE, "0.3.0")
     site_a, site_b = root / "site-a", root / "site-b"
-    for target, pkgs in ((site_a, [good, broken]), (site_b, [dupe])):
+    for target, pkgs in ((site_a, [good, broken, fee]), (site_b, [dupe])):
         subprocess.run(
             [_uv(), "pip", "install", "--quiet", "--python", sys.executable, "--no-deps",
              "--target", str(target), *map(str, pkgs)],
@@ -170,6 +199,63 @@ def test_installed_plugin_is_listed_and_runs_while_a_broken_one_is_isolated(
     trades_or_fills = (tmp_path / "out" / "orders.csv").read_text().splitlines()
     assert len(trades_or_fills) == 2 and ",filled," in trades_or_fills[1]
     assert ",7.0," in trades_or_fills[1]
+
+
+def test_a_plugin_cost_model_is_listed_and_charged_in_a_backtest(
+    sites: dict[str, Path], tmp_path: Path
+) -> None:
+    listing = _cli(["plugins", "list", "--json"], [sites["a"]], tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    rows = json.loads(listing.stdout)
+    assert [r for r in rows if r["name"] == "flat-fee"] == [
+        {
+            "kind": "cost_model",
+            "name": "flat-fee",
+            "distribution": "tradeloom-flatfee",
+            "version": "0.3.0",
+            "status": "loaded",
+            "error": None,
+            "capabilities": "backtest/paper, multi-symbol",
+            "description": "A flat commission per fill.",
+        }
+    ]
+    assert {r["name"] for r in rows if r["kind"] == "cost_model"} >= {"flat-fee", "spread"}
+    table = _cli(["plugins", "list"], [sites["a"]], tmp_path)
+    assert "cost_model" in table.stdout and "flat-fee" in table.stdout
+
+    config = tmp_path / "fee.toml"
+    config.write_text(
+        textwrap.dedent("""
+        [data]
+        type = "dataset"
+        params = { name = "us-stocks-daily", symbols = ["IBM"] }
+        [strategy]
+        type = "hello-buy-once"
+        params = { quantity = 7 }
+        [[costs]]
+        type = "flat-fee"
+        params = { amount = 2.5 }
+        [run]
+        start = "2010-01-01"
+        end = "2010-12-31"
+        """)
+    )
+    runs = {}
+    for label, extra in (("fee", []), ("free", ["--set", "costs=[]"])):
+        out = tmp_path / label
+        run = _cli(
+            ["backtest", str(config), "--out", str(out), "--json", *extra], [sites["a"]], tmp_path
+        )
+        assert run.returncode == 0, run.stderr
+        runs[label] = json.loads(run.stdout)
+    fee, free = runs["fee"], runs["free"]
+    assert fee["num_fills"] == free["num_fills"] == 1
+    # one fill at the same price: the plugin's 2.5 is the only difference
+    assert fee["final_equity"] == pytest.approx(free["final_equity"] - 2.5, abs=1e-6)
+    assert fee["assumptions"][-1] == "Commission: 2.5 per fill (tradeloom-flatfee)."
+    assert "Commission: 2.5 per fill (tradeloom-flatfee)." not in free["assumptions"]
+    resolved = (tmp_path / "fee" / "config.resolved.toml").read_text()
+    assert 'type = "flat-fee"' in resolved and "amount = 2.5" in resolved
 
 
 def test_a_strategy_that_raises_exits_1_with_one_line(
@@ -281,6 +367,25 @@ def test_disable_switch_skips_a_plugin(fake_modules: Path) -> None:
     assert "installed:" in str(info.value) and "uv pip install" in str(info.value)
 
 
+def test_a_cost_model_must_subclass_cost_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "tl_notcost.py").write_text(
+        "from tradeloom import hookimpl\nfrom tradeloom.risk import RiskRule\n\n"
+        "@hookimpl\ndef tradeloom_register_cost_models(register):\n"
+        "    register('not-a-cost-model', RiskRule)\n"
+    )
+    try:
+        host = PluginHost(entry_points=[_ep("nc", "tl_notcost")], env={})
+    finally:
+        sys.modules.pop("tl_notcost", None)
+    (record,) = [p for p in host.plugins if p.name == "nc"]
+    assert record.status == "failed"
+    assert "cost_model 'not-a-cost-model' must be a subclass of " in record.error
+    assert "tradeloom.execution.cost_models.CostModel" in record.error
+
+
 def test_strict_switch_raises_in_process(fake_modules: Path) -> None:
     with pytest.raises(PluginError, match="TRADELOOM_STRICT_PLUGINS"):
         PluginHost(
@@ -295,8 +400,14 @@ def test_builtins_come_through_the_same_hooks() -> None:
     assert set(builtin.components) >= {
         (Kind.DATA_SOURCE, "csv"), (Kind.DATA_SOURCE, "parquet"), (Kind.DATA_SOURCE, "dataset"),
         (Kind.BROKER, "simulated"),
+        (Kind.COST_MODEL, "percent"), (Kind.COST_MODEL, "per-unit"), (Kind.COST_MODEL, "tiered"),
+        (Kind.COST_MODEL, "maker-taker"), (Kind.COST_MODEL, "spread"),
+        (Kind.COST_MODEL, "borrow-fee"), (Kind.COST_MODEL, "cash-interest"),
     }  # fmt: skip
     assert host.registry.get(Kind.BROKER, "simulated").distribution == "tradeloom"
+    from tradeloom.execution.cost_models import BUILTIN_COST_MODELS
+
+    assert {s.name: s.cls for s in host.registry.specs(Kind.COST_MODEL)} == BUILTIN_COST_MODELS
 
 
 def test_no_module_level_host() -> None:

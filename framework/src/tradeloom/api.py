@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
@@ -25,6 +25,7 @@ from tradeloom.engine.inputs import Stream, check_run, load_market
 from tradeloom.engine.result import (
     BacktestResult,
     build_result,
+    cash_flows_frame,
     equity_frame,
     fills_frame,
     orders_frame,
@@ -32,6 +33,7 @@ from tradeloom.engine.result import (
 )
 from tradeloom.errors import ConfigError
 from tradeloom.execution import SimulatedBroker
+from tradeloom.execution.cost_models import CostModel
 from tradeloom.risk import RiskGate, RiskRule
 from tradeloom.strategy import Strategy
 
@@ -82,6 +84,11 @@ def run_deployment(
             f'broker {resolved.broker.spec.name!r} cannot run backtests; use type = "simulated"',
             path="broker.type",
         )
+    costs = []
+    for rc in resolved.costs:
+        model = rc.build()
+        model.name = rc.spec.name  # type: ignore[attr-defined]  # the cash-flow kind it books
+        costs.append(model)
     run = resolved.run
     config = resolved.to_dict(mask_secrets=True)
     provenance = _provenance(resolved, [s for _, s in strategies])
@@ -91,6 +98,7 @@ def run_deployment(
         strategies,
         broker=broker,
         risk=rules,
+        costs=costs,
         initial_cash=run.initial_cash,
         currency=run.currency,
         start=run.start,
@@ -99,6 +107,7 @@ def run_deployment(
         stream=run.stream,
         chunk_rows=run.chunk_rows,
         history_bars=run.history_bars,
+        dividends=run.dividends,
         config=config,
         provenance=provenance,
         host=host,
@@ -116,6 +125,7 @@ def run_backtest(
     *,
     broker: SimulatedBroker | None = None,
     risk: Sequence[RiskRule] = (),
+    costs: Sequence[CostModel] = (),
     initial_cash: float = 100_000.0,
     currency: str = "USD",
     start: pd.Timestamp | str | None = None,
@@ -129,12 +139,16 @@ def run_backtest(
     stream: Stream = "never",
     chunk_rows: int = CHUNK_ROWS,
     history_bars: int = HISTORY_BARS,
+    dividends: Literal["cash", "reinvest"] = "cash",
 ) -> BacktestResult:
     """Run a backtest with component objects directly (no config file).
 
-    ``strategies`` is one strategy or a list of ``(strategy_id, strategy)`` pairs.
-    ``stream``, ``chunk_rows`` and ``history_bars`` are the ``run`` settings of that name: with
-    streaming, the data source's bars are read chunk by chunk while the loop runs.
+    ``strategies`` is one strategy or a list of ``(strategy_id, strategy)`` pairs. ``costs``
+    are cost models the broker applies in order (:meth:`SimulatedBroker.use_costs`; when empty,
+    the broker keeps any models it was given).
+    ``stream``, ``chunk_rows``, ``history_bars`` and ``dividends`` are the ``run`` settings of
+    that name: with streaming, the data source's bars are read chunk by chunk while the loop
+    runs.
     """
     clock = time.perf_counter  # durations only, for the benchmark; never time of day
     t0 = clock()
@@ -144,6 +158,8 @@ def run_backtest(
         strategies = [(_default_id(strategies), strategies)]
     check_run(market, strategies, benchmark)
     broker = broker or SimulatedBroker()
+    if costs:
+        broker.use_costs(costs)
     run_id = uuid.uuid4().hex[:12]
     if host is not None:
         host.hook.tradeloom_run_start(run_id=run_id, mode="backtest", config=config or {})
@@ -157,6 +173,7 @@ def run_backtest(
             currency=currency,
             progress=progress,
             history_bars=history_bars,
+            dividends=dividends,
         )
         t1 = clock()
         output = engine.run()
@@ -199,6 +216,7 @@ def _result(
         trades=trades_frame(broker.ledger.trades),
         orders=orders_frame(out.orders),
         fills=fills_frame(out.fills),
+        cash_flows=cash_flows_frame(broker.ledger.cash_flows),
         market=market,
         initial_cash=initial_cash,
         currency=currency,
@@ -215,7 +233,7 @@ def _default_id(strategy: Strategy) -> str:
 
 
 def _provenance(resolved: ResolvedDeployment, strategies: list[Strategy]) -> dict[str, Any]:
-    components = [resolved.data, *resolved.strategies, *resolved.risk, resolved.broker]
+    components = resolved.components()
     plugins = sorted({(c.spec.distribution, c.spec.version) for c in components})
     code = {}
     for strat in strategies:

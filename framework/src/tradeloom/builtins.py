@@ -29,3 +29,11 @@ def tradeloom_register_risk_rules(register: Register) -> None:
     register("max-order-quantity", MaxOrderQuantity)
     register("max-order-notional", MaxOrderNotional)
     register("max-position", MaxPosition)
+
+
+@hookimpl
+def tradeloom_register_cost_models(register: Register) -> None:
+    from tradeloom.execution.cost_models import BUILTIN_COST_MODELS
+
+    for name, cls in BUILTIN_COST_MODELS.items():
+        register(name, cls)

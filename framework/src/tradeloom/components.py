@@ -9,12 +9,13 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Kind(StrEnum):
-    """The four kinds of component a plugin can contribute."""
+    """The five kinds of component a plugin can contribute."""
 
     STRATEGY = "strategy"
     DATA_SOURCE = "data_source"
     RISK_RULE = "risk_rule"
     BROKER = "broker"
+    COST_MODEL = "cost_model"
 
 
 class Mode(StrEnum):
@@ -61,7 +62,7 @@ class Capabilities(BaseModel):
 
 
 class Component:
-    """Base class of strategies, data sources, risk rules and brokers.
+    """Base class of strategies, data sources, risk rules, brokers and cost models.
 
     A component is built by the runner with its validated params:
     ``component = cls(cls.Params(**config_params))``.

@@ -20,6 +20,10 @@ A deployment is described in TOML::
     [broker]                                           # default: { type = "simulated" }
     type = "simulated"
 
+    [[costs]]                                          # default: none
+    type = "maker-taker"
+    params = { maker_rate = -0.0002, taker_rate = 0.0007 }
+
     [run]
     start = 2020-01-01
     end = 2023-12-31
@@ -216,6 +220,10 @@ class RunConfig(_ConfigModel):
     history_bars: int = Field(default=HISTORY_BARS, ge=1)
     """When streaming: how many past bars of each symbol ``ctx.history`` can still reach once
     earlier chunks are gone. Asking for more is an error naming this setting."""
+    dividends: Literal["cash", "reinvest"] = "cash"
+    """What a dividend from the data source's ``corporate_actions`` does on its ex-date:
+    ``"cash"`` credits quantity × dividend (a short pays it); ``"reinvest"`` buys more units at
+    the ex-date's close, as an adjusted close assumes."""
 
     @field_validator("currency")
     @classmethod
@@ -236,7 +244,8 @@ class RunConfig(_ConfigModel):
 
 
 class DeploymentConfig(_ConfigModel):
-    """A tradeloom deployment: data source, strategies, risk rules, broker and run settings."""
+    """A tradeloom deployment: data source, strategies, risk rules, broker, cost models and run
+    settings."""
 
     mode: Mode = Mode.BACKTEST
     """Run mode: backtest (simulated clock and broker), paper (real-time, simulated broker) or
@@ -253,6 +262,9 @@ class DeploymentConfig(_ConfigModel):
     """Pre-trade risk rules, checked in order; any rejection wins."""
     broker: ComponentConfig = Field(default_factory=lambda: ComponentConfig(type="simulated"))
     """The broker orders are sent to."""
+    costs: list[ComponentConfig] = Field(default_factory=list)
+    """Cost models the simulated broker applies, in order: commissions, spread, daily financing
+    (see docs/costs.md). Default: none (only the broker's own `fees` and `slippage_bps`)."""
     run: RunConfig = Field(default_factory=RunConfig)
     """Time range, starting cash, currency and benchmark."""
 
@@ -341,10 +353,12 @@ class ResolvedDeployment:
     mode: Mode
     sources: list[str] = field(default_factory=list)
     """The files read, in merge order (bases before the files that extend them)."""
+    costs: list[ResolvedComponent] = field(default_factory=list)
+    """Cost models of the simulated broker, in the order they apply (default: none)."""
 
     def components(self) -> list[ResolvedComponent]:
-        """Every component: data, strategies, risk rules, broker."""
-        return [self.data, *self.strategies, *self.risk, self.broker]
+        """Every component: data, strategies, risk rules, broker, cost models."""
+        return [self.data, *self.strategies, *self.risk, self.broker, *self.costs]
 
     def to_dict(self, mask_secrets: bool = True) -> dict[str, Any]:
         """The canonical form: always ``strategies`` (with ids), every param with its default
@@ -356,6 +370,7 @@ class ResolvedDeployment:
             "strategies": [s.to_dict(mask_secrets) for s in self.strategies],
             "risk": [r.to_dict(mask_secrets) for r in self.risk],
             "broker": self.broker.to_dict(mask_secrets),
+            "costs": [c.to_dict(mask_secrets) for c in self.costs],
             "run": _dump_model(self.run, mask_secrets),
         }
 
@@ -850,6 +865,7 @@ _KIND_LABEL = {
     Kind.STRATEGY: "strategy",
     Kind.RISK_RULE: "risk rule",
     Kind.BROKER: "broker",
+    Kind.COST_MODEL: "cost model",
 }
 
 
@@ -884,9 +900,10 @@ def _resolve(
     ]
     risk = [component(("risk", i), Kind.RISK_RULE, r) for i, r in enumerate(outer.risk)]
     broker = component(("broker",), Kind.BROKER, outer.broker)
+    costs = [component(("costs", i), Kind.COST_MODEL, c) for i, c in enumerate(outer.costs)]
     if problems:
         raise _problems_error(problems)
-    config = _masked_config(outer, data, strategies, risk, broker)
+    config = _masked_config(outer, data, strategies, risk, broker, costs)
     return ResolvedDeployment(
         config=config,
         data=data,
@@ -896,6 +913,7 @@ def _resolve(
         run=outer.run,
         mode=outer.mode,
         sources=list(sources),
+        costs=costs,
     )
 
 
@@ -953,6 +971,7 @@ def _masked_config(
     strategies: list[ResolvedComponent],
     risk: list[ResolvedComponent],
     broker: ResolvedComponent,
+    costs: list[ResolvedComponent],
 ) -> DeploymentConfig:
     """``outer`` with each component's params replaced by its validated, masked JSON form."""
 
@@ -963,6 +982,7 @@ def _masked_config(
         "data": masked(outer.data, data),
         "risk": [masked(s, c) for s, c in zip(outer.risk, risk, strict=True)],
         "broker": masked(outer.broker, broker),
+        "costs": [masked(s, c) for s, c in zip(outer.costs, costs, strict=True)],
     }
     if outer.strategy is not None:
         update["strategy"] = masked(outer.strategy, strategies[0])
@@ -1213,6 +1233,12 @@ def json_schema(host: PluginHost) -> dict[str, Any]:
         "description": fields["broker"].description,
         "default": {"type": "simulated"},
         **one_of(Kind.BROKER, ComponentConfig),
+    }
+    props["costs"] = {
+        "description": fields["costs"].description,
+        "type": "array",
+        "default": [],
+        "items": one_of(Kind.COST_MODEL, ComponentConfig),
     }
     for name in props:
         props[name].setdefault("title", name.replace("_", " ").capitalize())

@@ -14,7 +14,8 @@ name. Their return value is ignored.
 *Lifecycle hooks* (``tradeloom_run_*``) notify observers (journals, notifiers, metrics
 exporters) of low-frequency events. Every implementation is called; return values are ignored.
 An observer that raises fails the run in backtest mode. **No hook is ever called per bar**:
-the engine calls strategies, risk rules and brokers directly.
+the engine calls strategies, risk rules and brokers directly, and the broker calls its cost
+models directly.
 
 Hooks evolve by adding arguments (pluggy passes each implementation only the arguments it names),
 so an implementation written for an older kernel keeps working.
@@ -92,6 +93,25 @@ def tradeloom_register_brokers(register: Register) -> None:
     Called once when a plugin host is built. Call ``register(name, cls)`` for each broker,
     where ``cls`` subclasses :class:`tradeloom.execution.Broker` and declares the modes it supports
     in its ``capabilities``. Every implementation is called; the return value is ignored.
+    """
+
+
+@hookspec
+def tradeloom_register_cost_models(register: Register) -> None:
+    """Contribute cost models of the simulated broker (commissions, spread, financing).
+
+    Called once when a plugin host is built. Call ``register(name, cls)`` for each model, where
+    ``cls`` subclasses :class:`tradeloom.execution.cost_models.CostModel` and overrides any of
+    its hooks (``commission``, ``fill_price``, ``accrue``, ``reset``, ``describe``). The broker
+    applies the models in the order the deployment's ``costs`` list gives; a model's daily
+    financing is booked as a cash flow whose kind is the name registered here. Every
+    implementation is called; the return value is ignored.
+
+    Example::
+
+        @tradeloom.hookimpl
+        def tradeloom_register_cost_models(register):
+            register("flat-fee", FlatFee)
     """
 
 

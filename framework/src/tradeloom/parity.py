@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     from tradeloom.engine.result import BacktestResult
     from tradeloom.plugins import PluginHost
 
-__all__ = ["Difference", "ParityReport", "compare_results", "compare_trades", "run_parity"]
+__all__ = [
+    "Difference",
+    "ParityReport",
+    "compare_results",
+    "compare_trades",
+    "refuse_cost_models",
+    "run_parity",
+]
 
 MISSING = "(missing row)"
 """The ``column`` of a :class:`Difference` for a trade that only one side has."""
@@ -199,8 +206,9 @@ def run_parity(
     """Run ``resolved`` through the event engine (:func:`tradeloom.api.run_deployment`) and
     the vector engine (:func:`tradeloom.vector.run_signals`) and compare the two.
 
-    The deployment must hold exactly one strategy, which implements ``signals``, and no risk
-    rules (the vector engine applies none); otherwise :class:`ConfigError` says which.
+    The deployment must hold exactly one strategy, which implements ``signals``, no risk
+    rules and no cost models (the vector engine applies neither); otherwise
+    :class:`ConfigError` says which.
     """
     from tradeloom.api import run_deployment
     from tradeloom.execution import SimulatedBroker
@@ -220,6 +228,7 @@ def run_parity(
             "remove them (e.g. --set risk=[]) to compare the engines",
             path="risk",
         )
+    refuse_cost_models(resolved)
     slot = resolved.strategies[0]
     sid = slot.id or slot.spec.name
     strategy = slot.build()
@@ -250,6 +259,19 @@ def run_parity(
         fallback=False,
     )
     return compare_results(event, vector, rtol=rtol, atol=atol, max_differences=max_differences)
+
+
+def refuse_cost_models(resolved: ResolvedDeployment) -> None:
+    """Raise :class:`ConfigError` (path ``costs``) if ``resolved`` configures cost models: the
+    vector engine applies only the simulated broker's ``fees`` and ``slippage_bps``."""
+    if resolved.costs:
+        names = ", ".join(c.spec.name for c in resolved.costs)
+        raise ConfigError(
+            f"the vector engine supports only the broker's `fees` and `slippage_bps`, not cost "
+            f"models ({names}), so it cannot run this deployment; remove them (e.g. "
+            "--set costs=[]) to use the vector engine or compare the engines",
+            path="costs",
+        )
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ _HOOK_FOR_KIND = {
     Kind.DATA_SOURCE: "tradeloom_register_data_sources",
     Kind.RISK_RULE: "tradeloom_register_risk_rules",
     Kind.BROKER: "tradeloom_register_brokers",
+    Kind.COST_MODEL: "tradeloom_register_cost_models",
 }
 
 
@@ -55,6 +56,10 @@ def _base_class(kind: Kind) -> type[Component]:
         from tradeloom.risk import RiskRule
 
         return RiskRule
+    if kind is Kind.COST_MODEL:
+        from tradeloom.execution.cost_models import CostModel
+
+        return CostModel
     from tradeloom.execution import Broker
 
     return Broker

@@ -558,3 +558,33 @@ def split_factor_series(
     ex = np.array([s[0] for s in splits], dtype=np.int64)
     cumulative = np.concatenate(([1.0], np.cumprod([s[1] for s in splits])))
     return cumulative[np.searchsorted(ex, times.astype(np.int64), side="right")]
+
+
+def resolve_actions(
+    spec: str, frames: Mapping[str, pd.DataFrame], origin: str
+) -> list[CorporateAction]:
+    """The actions a data source's ``corporate_actions`` setting asks for, for ``frames`` (raw
+    per-symbol frames, before validation): ``"none"``; ``"adj_close"`` (read from each frame's
+    adjusted close column); or the path of an actions table (only the frames' symbols kept)."""
+    if spec == "none":
+        return []
+    if spec == "adj_close":
+        found: list[CorporateAction] = []
+        for symbol, frame in frames.items():
+            if "adj_close" not in frame.columns:
+                raise DataError(
+                    f"{origin}: corporate_actions = 'adj_close' reads splits and dividends from "
+                    f"an adjusted close column, and {symbol} has none; give an actions table "
+                    f"instead (corporate_actions = 'actions.csv')",
+                    field="params.corporate_actions",
+                )
+            found += actions_from_adjusted(frame, symbol)
+        return _ordered(found)
+    path = Path(spec)
+    if not path.is_file():
+        raise DataError(
+            f"{origin}: corporate_actions: no actions table at {path} (looked for "
+            f"{path.absolute()}); use 'none', 'adj_close' or the path of a CSV file",
+            field="params.corporate_actions",
+        )
+    return [a for a in load_actions_table(path) if a.symbol in frames]

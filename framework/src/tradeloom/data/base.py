@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,10 @@ class MarketData:
     frames: dict[str, pd.DataFrame]
     quality: QualityReport = field(default_factory=QualityReport)
     description: str = ""
+    actions: list[Any] = field(default_factory=list)
+    """Splits and dividends to apply while the bars are played
+    (:class:`tradeloom.data.actions.CorporateAction`, in time order); empty for adjusted or
+    action-free data."""
 
     @property
     def symbols(self) -> list[str]:
@@ -73,7 +78,7 @@ class MarketData:
             part = frame.loc[start:end] if (start is not None or end is not None) else frame
             if len(part):
                 frames[symbol] = part
-        return MarketData(frames, self.quality, self.description)
+        return MarketData(frames, self.quality, self.description, self.actions)
 
 
 class Fingerprint:
@@ -120,8 +125,11 @@ class ChunkedMarket:
         *,
         total_rows: int = 0,
         keep_close: tuple[str, ...] = (),
+        actions: list[Any] | None = None,
     ) -> None:
         self.symbols = sorted(symbols)
+        self.actions = actions or []
+        """Splits and dividends to apply while the chunks are played (as in MarketData)."""
         self.origin = origin
         self.quality = QualityReport()
         self.total_bars = total_rows

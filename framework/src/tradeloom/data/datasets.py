@@ -24,6 +24,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from tradeloom.components import Capabilities, Mode, Params
+from tradeloom.data.actions import resolve_actions
 from tradeloom.data.base import DataSource, MarketData, QualityReport
 from tradeloom.data.files import (
     TableParams,
@@ -289,13 +290,28 @@ class DatasetSource(DataSource):
         on_bad_rows: OnBadRows = "error"
         """Rows failing a quality check: ``"error"`` or ``"drop"``. Every bundled dataset
         passes the checks, so the default loads them all."""
+        corporate_actions: str = "none"
+        """Splits and dividends to apply while a backtest plays the raw prices: ``"none"``,
+        ``"adj_close"`` (read from the dataset's adjusted close: us-stocks-daily), or the path
+        of an actions table. The alternative to ``adjusted = true``."""
 
         @model_validator(mode="after")
         def _adjustable(self) -> DatasetSource.Params:
+            has_adjusted = _DATASETS[self.name].adjustment == "column"
             if self.adjusted and _DATASETS[self.name].adjustment == "none":
                 raise ValueError(
                     f"dataset {self.name!r} has no adjusted prices (no corporate actions); "
                     f"remove adjusted = true"
+                )
+            if self.adjusted and self.corporate_actions != "none":
+                raise ValueError(
+                    "adjusted = true removes splits and dividends from the prices, "
+                    "corporate_actions applies them to raw prices: choose one"
+                )
+            if self.corporate_actions == "adj_close" and not has_adjusted:
+                raise ValueError(
+                    f"dataset {self.name!r} has no adjusted close to read corporate actions "
+                    f"from; use corporate_actions = 'none' or an actions table"
                 )
             return self
 
@@ -310,9 +326,10 @@ class DatasetSource(DataSource):
         origin = f"dataset {params.name!r}"
         frames, report = _parsed(params.name)
         frames = select_symbols(frames, params.symbols, origin)
+        actions = resolve_actions(params.corporate_actions, frames, origin)
         if params.adjusted and dataset.adjustment == "column":
             frames = apply_adjustment(frames, origin)
-        return build_market_data(frames, params.on_bad_rows, start, end, origin, report)
+        return build_market_data(frames, params.on_bad_rows, start, end, origin, report, actions)
 
 
 @functools.cache

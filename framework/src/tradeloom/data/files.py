@@ -28,6 +28,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from tradeloom.components import Capabilities, Mode, Params
+from tradeloom.data.actions import CorporateAction, resolve_actions
 from tradeloom.data.base import CHUNK_ROWS, ChunkedMarket, DataSource, MarketData, QualityReport
 from tradeloom.data.quality import OnBadRows, validate_bars
 from tradeloom.errors import DataError
@@ -97,6 +98,11 @@ class TableParams(Params):
     on_bad_rows: OnBadRows = "error"
     """Rows failing a quality check: ``"error"`` refuses the data naming them, ``"drop"`` removes
     them and reports the count."""
+    corporate_actions: str = "none"
+    """Splits and dividends to apply while a backtest plays these raw (unadjusted) prices:
+    ``"none"``; ``"adj_close"``, read from the adjusted close column; or the path of a CSV
+    table with columns symbol, date, split_ratio and/or dividend. The alternative to
+    ``adjusted = true``, which removes the actions from the prices instead."""
 
     @field_validator("timezone")
     @classmethod
@@ -127,6 +133,11 @@ class TableParams(Params):
                     f"layout 'wide' holds one close price per symbol column, so "
                     f"{', '.join(unused)} cannot be used with it"
                 )
+        if self.adjusted and self.corporate_actions != "none":
+            raise ValueError(
+                "adjusted = true removes splits and dividends from the prices, corporate_actions "
+                "applies them to raw prices: choose one"
+            )
         if self.layout == "long" and self.symbol is not None:
             raise ValueError(
                 "symbol names the one symbol of a single-symbol file; with layout 'long' the "
@@ -224,12 +235,21 @@ class ParquetSource(DataSource):
         origin = describe_paths(paths)
         found = _parquet_symbols(paths, params, origin)
         symbols = list(select_symbols(dict.fromkeys(found), params.symbols, origin))
+        if params.corporate_actions == "adj_close" or params.adjusted:
+            raise DataError(
+                f"{origin}: adjusted prices and corporate_actions = 'adj_close' need each "
+                f"symbol's whole adjusted close and cannot be streamed; give an actions table "
+                f'(corporate_actions = "actions.csv") or set run.stream = "never"',
+                field="run.stream",
+            )
+        actions = resolve_actions(params.corporate_actions, dict.fromkeys(symbols), origin)
         return ChunkedMarket(
             symbols,
             origin,
             lambda: _parquet_chunks(paths, params, origin, set(symbols), start, end, rows),
             total_rows=self.size_hint() or 0,
             keep_close=keep_close,
+            actions=actions,
         )
 
     def size_hint(self) -> int | None:
@@ -492,9 +512,10 @@ def load_table(
     """Split, adjust, slice and validate a raw table according to ``params``."""
     frames, report = read_frames(table, params, origin)
     frames = select_symbols(frames, params.symbols, origin)
+    actions = resolve_actions(params.corporate_actions, frames, origin)
     if params.adjusted:
         frames = apply_adjustment(frames, origin)
-    return build_market_data(frames, params.on_bad_rows, start, end, origin, report)
+    return build_market_data(frames, params.on_bad_rows, start, end, origin, report, actions)
 
 
 # --- splitting a table into per-symbol frames -------------------------------------------------
@@ -852,8 +873,10 @@ def build_market_data(
     end: pd.Timestamp | str | None,
     origin: str,
     report: QualityReport | None = None,
+    actions: list[CorporateAction] | None = None,
 ) -> MarketData:
-    """Slice each frame to ``start <= ts <= end``, validate it and collect the quality report.
+    """Slice each frame to ``start <= ts <= end``, validate it and collect the quality report;
+    ``actions`` (corporate actions) are kept for the symbols that have bars.
 
     Rows without a timestamp are kept for the checks to report. A symbol with no bars in the
     range is left out; no bars at all is a :class:`DataError` saying what the data covers.
@@ -867,7 +890,8 @@ def build_market_data(
         raise DataError(
             f"{origin}: no bars {_range_text(lo, hi)}; {_coverage(frames)}", field="run.start"
         )
-    return MarketData(clean, report, _description(origin, clean, report))
+    kept = [a for a in actions or () if a.symbol in clean]
+    return MarketData(clean, report, _description(origin, clean, report), kept)
 
 
 def validate_frames(

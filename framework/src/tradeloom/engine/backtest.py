@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, repeat
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,7 @@ from tradeloom.model import (
 from tradeloom.risk import RiskGate, RiskView
 from tradeloom.strategy import Context, Strategy
 
+NS_PER_DAY = 86_400_000_000_000
 MAX_ROUNDS = 1000  # callback rounds per timestamp before we call it a runaway loop
 
 
@@ -75,13 +76,18 @@ class _History:
     The buffer is allocated on the first ``history()`` call, so strategies that keep their own
     state cost no memory here."""
 
-    __slots__ = ("_buf", "filled", "src")
+    __slots__ = ("_buf", "filled", "splits", "src")
 
-    def __init__(self, src: tuple[np.ndarray, ...]) -> None:
+    def __init__(
+        self, src: tuple[np.ndarray, ...], splits: list[tuple[int, float]] | None = None
+    ) -> None:
         self.src = src
         """The bar columns (open, high, low, close, volume): views of the data, not copies."""
         self._buf: np.ndarray | None = None
         self.filled = 0
+        self.splits = splits or []
+        """``(first bar ex, ratio)`` of every split so far: the bars before it are shown in
+        today's share units (prices divided by the ratio, volume multiplied)."""
 
     @property
     def buf(self) -> np.ndarray:
@@ -95,7 +101,23 @@ class _History:
             buf, start = self.buf, self.filled
             for row, column in enumerate(self.src):
                 buf[row, start:end] = column[start:end]
+            for first_ex, ratio in self.splits:
+                if first_ex > start:
+                    _rescale(buf[:, start : min(first_ex, end)], ratio)
             self.filled = end
+
+    def split(self, first_ex: int, ratio: float) -> None:
+        """A split whose first bar ex is ``first_ex``: bars already in the buffer are rescaled
+        now, the others when they are copied."""
+        if self._buf is not None and self.filled:
+            _rescale(self._buf[:, : min(self.filled, first_ex)], ratio)
+        self.splits.append((first_ex, ratio))
+
+
+def _rescale(bars: np.ndarray, ratio: float) -> None:
+    """Prices of ``bars`` (rows open..close) divided by a split ``ratio``, volume multiplied."""
+    bars[:4] /= ratio
+    bars[4] *= ratio
 
 
 class _Prices(Mapping[str, float]):
@@ -142,6 +164,7 @@ class BacktestEngine:
         currency: str,
         progress: Callable[[int, int], None] | None = None,
         history_bars: int = HISTORY_BARS,
+        dividends: Literal["cash", "reinvest"] = "cash",
     ) -> None:
         """``progress(done, total)`` is called every CHUNK (4,096) bars, never per bar.
         ``history_bars``: how far back ``ctx.history`` reaches once earlier chunks are gone."""
@@ -174,6 +197,11 @@ class BacktestEngine:
             sid for sid, s in self.strategies if type(s).on_order is not Strategy.on_order
         }
         self.history_bars = history_bars
+        self.dividends = dividends
+        """Corporate actions' dividends: credited as cash on the ex-date, or reinvested at the
+        ex-date's close."""
+        self._last_ts: int | None = None
+        """The last timestamp of the chunks already played."""
         empty = np.empty(0, dtype=np.float64)
         # The current chunk's bars per symbol, after the bars carried over from earlier chunks
         # (`_off[s]` of them, the first being bar number `_base[s]` of the run).
@@ -396,10 +424,17 @@ class BacktestEngine:
                 timeline = self._enter(chunk)
                 del chunk  # the engine keeps views of the bars it needs, nothing else
                 done = len(ledger.journal)
-                if len(self.symbols) == 1:
-                    self._loop_one_symbol()
-                else:
-                    self._loop_merged(timeline)
+                stops = self._stops(timeline)
+                start, n = 0, len(timeline)
+                while True:  # play up to the next stop, apply it (it may add a later one)
+                    at = min(min(stops, default=n), n)
+                    if at > start:
+                        self._play(timeline, start, at)
+                        start = at
+                    if at not in stops:
+                        break
+                    self._stop(timeline, at, stops)
+                self._last_ts = int(timeline[-1])
                 self._curve(timeline, done, curve)
         if not curve.size:
             raise RunError("no bars to run on: the data is empty for the requested period")
@@ -438,7 +473,8 @@ class BacktestEngine:
                     )
             self._off[s] = len(new_ts) - (0 if frame is None else len(frame))
             self._ts[s] = new_ts
-            self._hist[s] = _History(new_src)
+            carried = [(i - cut, r) for i, r in self._hist[s].splits if i - cut > 0]
+            self._hist[s] = _History(new_src, carried)
             self._close[s] = new_src[3]
         first = stamps[0] if stamps else np.empty(0, np.int64)
         self._aligned = len(stamps) == len(self.symbols) and all(
@@ -449,6 +485,63 @@ class BacktestEngine:
         if len(self.symbols) == 1 or self._aligned:
             return first
         return np.unique(np.concatenate(stamps))
+
+    def _play(self, timeline: np.ndarray, start: int, end: int) -> None:
+        """Play the chunk's timestamps ``start`` to ``end`` (exclusive)."""
+        if len(self.symbols) == 1:
+            self._loop_one_symbol(start, end)
+        else:
+            self._loop_merged(timeline, start, end)
+
+    def _stops(self, timeline: np.ndarray) -> dict[int, list[tuple[str, Any]]]:
+        """What happens between bars of this chunk, by the index of the bar it precedes (the
+        chunk's length: after its last bar): corporate actions at the open of their ex-date's
+        bar, dividend reinvestment after that bar's close, and the broker's daily financing at
+        the first bar of each UTC day."""
+        stops: dict[int, list[tuple[str, Any]]] = {}
+        after = self._last_ts
+        for action in self.data.actions:
+            if (after is not None and action.ex_ts <= after) or action.ex_ts > timeline[-1]:
+                continue
+            if after is None and action.ex_ts < timeline[0]:
+                continue  # before the first bar of the run: nothing to apply it to
+            at = int(np.searchsorted(timeline, action.ex_ts))
+            stops.setdefault(at, []).append(("action", action))
+        if getattr(self.broker, "wants_daily", False):
+            days = timeline // NS_PER_DAY
+            starts = np.flatnonzero(np.diff(days)) + 1
+            if after is None or after // NS_PER_DAY != days[0]:
+                starts = np.concatenate(([0], starts))
+            for at in starts.tolist():
+                stops.setdefault(at, []).append(("accrue", None))
+        return stops
+
+    def _stop(self, timeline: np.ndarray, at: int, stops: dict[int, list[tuple[str, Any]]]) -> None:
+        """Apply what happens before bar ``at`` of the chunk (after the last bar if ``at`` is
+        the chunk's length): dividends before splits, as the actions are ordered. A dividend
+        to reinvest adds a stop after its ex-date's bar, at that bar's close."""
+        ledger, broker = self.broker.ledger, self.broker
+        for kind, item in stops.pop(at):
+            if kind == "reinvest":
+                symbol, amount, ts = item
+                ledger.reinvest(ts, symbol, amount, self.last_price(symbol))
+                continue
+            self.now = int(timeline[at])
+            if kind == "accrue":
+                broker.accrue(self.now)  # type: ignore[attr-defined]
+            elif item.kind == "dividend":
+                amount = ledger.quantity(item.symbol) * item.amount
+                if amount:
+                    ledger.cash_flow(self.now, amount, "dividend", item.symbol)
+                    if self.dividends == "reinvest" and amount > 0:
+                        after_bar = ("reinvest", (item.symbol, amount, self.now))
+                        stops.setdefault(at + 1, []).append(after_bar)
+            else:
+                ledger.split(self.now, item.symbol, item.ratio)
+                broker.apply_split(item.symbol, item.ratio)
+                first_ex = int(np.searchsorted(self._ts[item.symbol], self.now))
+                self._hist[item.symbol].split(first_ex, item.ratio)
+        self._deliver()
 
     def _callbacks(self) -> tuple[list, list]:  # type: ignore[type-arg]
         """Strategies that keep the default ``on_bars`` are called per bar, without it."""
@@ -461,12 +554,12 @@ class BacktestEngine:
                 per_step.append((sid, strategy.on_bars, ctx))
         return per_bar, per_step
 
-    def _loop_one_symbol(self) -> None:
+    def _loop_one_symbol(self, start: int, end: int) -> None:
         # The per-timestamp steps of _loop_merged, specialised for one symbol (the common
         # research case): no per-step dict of bars, no head-of-stream bookkeeping. Keep the two
         # loops' step order identical; tests run both on the same strategies.
         (symbol,) = self.symbols
-        rows = self._chunk_rows(symbol)
+        rows = self._chunk_rows(symbol, start, end)
         per_bar, per_step = self._callbacks()
         broker = self.broker
         working = broker.working[symbol]
@@ -476,7 +569,7 @@ class BacktestEngine:
         make = tuple.__new__
         current = ""
         try:
-            for k, row in enumerate(rows):
+            for k, row in enumerate(rows, start):
                 bar = make(Bar, row)
                 self._k = k
                 self.now = row[1]
@@ -501,12 +594,18 @@ class BacktestEngine:
         except Exception as exc:
             raise self._strategy_error(current, self._bar_callback(current), exc) from exc
 
-    def _loop_merged(self, timeline: np.ndarray) -> None:
+    def _loop_merged(self, timeline: np.ndarray, start: int, end: int) -> None:
         symbols = self.symbols
         # One iterator of bar tuples per symbol, each with its next row waiting in `head`.
-        iters = {s: self._chunk_rows(s) for s in symbols}
+        first, last = timeline[start], timeline[end - 1]
+        count = {}
+        iters = {}
+        for s in symbols:
+            own = self._ts[s][self._off[s] :]
+            lo = int(np.searchsorted(own, first))
+            count[s] = lo
+            iters[s] = self._chunk_rows(s, lo, int(np.searchsorted(own, last, side="right")))
         head = {s: next(iters[s], None) for s in symbols}
-        count = dict.fromkeys(symbols, 0)
         per_bar, per_step = self._callbacks()
         broker = self.broker
         working = broker.working
@@ -518,7 +617,7 @@ class BacktestEngine:
         make = tuple.__new__
         current = ""
         try:
-            for k, t in enumerate(timeline.tolist()):
+            for k, t in enumerate(timeline[start:end].tolist(), start):
                 self.now = t
                 self._k = k
                 bars: dict[str, Bar] = {}
@@ -553,10 +652,11 @@ class BacktestEngine:
         except Exception as exc:
             raise self._strategy_error(current, self._bar_callback(current), exc) from exc
 
-    def _chunk_rows(self, symbol: str) -> Iterator[tuple]:  # type: ignore[type-arg]
-        off = self._off[symbol]
-        src = tuple(c[off:] for c in self._hist[symbol].src)
-        return _rows(symbol, self._ts[symbol][off:], src, self._advance)
+    def _chunk_rows(self, symbol: str, start: int, end: int) -> Iterator[tuple]:  # type: ignore[type-arg]
+        """Bar tuples of the chunk's rows ``start`` to ``end`` of ``symbol``."""
+        a, b = self._off[symbol] + start, self._off[symbol] + end
+        src = tuple(c[a:b] for c in self._hist[symbol].src)
+        return _rows(symbol, self._ts[symbol][a:b], src, self._advance)
 
     def _curve(self, timeline: np.ndarray, done: int, curve: _Curve) -> None:
         """Append cash, position value, equity and gross exposure at each timestamp of the

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from tradeloom.data import ChunkedMarket, MarketData
     from tradeloom.model import Fill, Order
-    from tradeloom.portfolio import Trade
+    from tradeloom.portfolio import CashFlow, Trade
     from tradeloom.report.metrics import Metrics
 
 EQUITY_COLUMNS = ["cash", "position_value", "equity", "gross_exposure"]
@@ -32,6 +32,7 @@ FILL_COLUMNS = [
     "fill_id", "client_order_id", "strategy_id", "symbol", "side", "quantity", "price", "fee",
     "time",
 ]  # fmt: skip
+CASH_FLOW_COLUMNS = ["time", "kind", "symbol", "amount"]
 
 
 @dataclass
@@ -45,6 +46,10 @@ class BacktestResult:
       ``pnl`` is net of those fees.
     * ``orders``: every order with its final state and reason, columns :data:`ORDER_COLUMNS`.
     * ``fills``: every execution, columns :data:`FILL_COLUMNS`.
+    * ``cash_flows``: cash booked outside trades (dividends, borrow fees, interest), columns
+      :data:`CASH_FLOW_COLUMNS`; ``kind`` names it (a cost model's registered name for its
+      daily financing), ``symbol`` is ``""`` when no symbol is concerned, ``amount`` is
+      positive when received.
     * ``benchmark``: close prices of the benchmark symbol on the equity index, if configured.
     * ``conventions``: plain-language lines stating every simulation assumption (fill timing,
       fees, slippage, ...); every report prints them.
@@ -68,6 +73,7 @@ class BacktestResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds spent: ``load`` (data), ``loop`` (the engine), ``results`` (frames, metrics)."""
+    cash_flows: pd.DataFrame = field(default_factory=lambda: cash_flows_frame(()))
 
     def report(self, path: str | Path) -> Path:
         """Write the self-contained HTML report to ``path`` and return it."""
@@ -189,6 +195,17 @@ def fills_frame(fills: Iterable[Fill]) -> pd.DataFrame:
     return _frame(columns, ("time",), FILL_COLUMNS)
 
 
+def cash_flows_frame(flows: Iterable[CashFlow]) -> pd.DataFrame:
+    flows = list(flows)
+    columns: dict[str, list[Any]] = {
+        "time": [f.ts for f in flows],
+        "kind": [f.kind for f in flows],
+        "symbol": [f.symbol for f in flows],
+        "amount": [float(f.amount) for f in flows],
+    }
+    return _frame(columns, ("time",), CASH_FLOW_COLUMNS)
+
+
 def build_result(
     *,
     run_id: str,
@@ -204,8 +221,10 @@ def build_result(
     title: str,
     provenance: dict[str, Any],
     conventions: list[str],
+    cash_flows: pd.DataFrame | None = None,
 ) -> BacktestResult:
-    """Metrics, benchmark and provenance around the frames an engine produced."""
+    """Metrics, benchmark and provenance around the frames an engine produced
+    (``cash_flows`` defaults to none)."""
     from importlib import metadata
 
     from tradeloom.report.metrics import compute_metrics
@@ -243,4 +262,5 @@ def build_result(
         benchmark_symbol=benchmark,
         data_fingerprint=provenance["data_fingerprint"],
         provenance=provenance,
+        cash_flows=cash_flows if cash_flows is not None else cash_flows_frame(()),
     )

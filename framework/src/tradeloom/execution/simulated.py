@@ -17,6 +17,14 @@ Fill conventions (printed in every report through :meth:`SimulatedBroker.convent
   limit orders from the next bar.
 * Slippage (basis points, against the trader) applies to market and stop fills, never to limit
   fills. Fees follow the configured model.
+* Cost models (:meth:`SimulatedBroker.use_costs`, the deployment's ``costs``) apply in their
+  configured order. A fill is a *maker* fill when a limit order (or a triggered stop-limit)
+  fills at its limit price; every other fill is a *taker* fill (market, stop, and a limit order
+  filling at a better open: it was marketable). Taker fills get each model's ``fill_price``
+  after slippage (a limit price is never crossed); the fee of a fill is the ``fees`` model's
+  fee plus every model's commission. The cash check at submission includes the commissions
+  (as a taker fill at the reference price), not the spread. :meth:`SimulatedBroker.accrue`
+  books the models' daily financing as cash flows.
 * Cash account: a buy is rejected at submission when its estimated cost (reference price plus
   slippage and fees) exceeds cash not already reserved by working buy orders; if a gap makes a
   market or stop buy unaffordable at the fill, the order is canceled with the reason. Short
@@ -28,12 +36,23 @@ Fill conventions (printed in every report through :meth:`SimulatedBroker.convent
 
 from __future__ import annotations
 
-from typing import Literal
+import copy
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
 from pydantic import Field
 
 from tradeloom.components import Capabilities, Mode, Params
+from tradeloom.errors import RunError
 from tradeloom.execution.broker import Broker, BrokerEvent, MarketView
+from tradeloom.execution.cost_models import (
+    BUILTIN_COST_MODELS,
+    Accrual,
+    CostModel,
+    Liquidity,
+    TradeInfo,
+)
 from tradeloom.execution.costs import FeeModel, NoFees, slipped
 from tradeloom.model import (
     AccountSnapshot,
@@ -69,6 +88,15 @@ class SimulatedBroker(Broker):
 
     capabilities = Capabilities(modes=frozenset({Mode.BACKTEST}), short_selling=True)
 
+    # Cost models (set by use_costs): all of them, and those overriding each hook, with names.
+    _costs: tuple[CostModel, ...] = ()
+    _cost_names: tuple[str, ...] = ()
+    _commissions: tuple[tuple[CostModel, str, bool], ...] = ()
+    """``(model, name, stateful)``: stateful models are copied for estimates."""
+    _stateful = False
+    _pricers: tuple[tuple[CostModel, str], ...] = ()
+    _accruers: tuple[tuple[CostModel, str], ...] = ()
+
     def start(
         self,
         *,
@@ -90,6 +118,9 @@ class SimulatedBroker(Broker):
         self._children: dict[str, list[str]] = {}
         """Client order ids of a bracket entry's exits, while the entry has not filled."""
         self._fill_seq = 0
+        self._accrued_ts: int | None = None
+        for model, name in zip(self._costs, self._cost_names, strict=True):
+            _guarded(name, model, "reset", model.reset)
 
     # --- the contract ---------------------------------------------------------------------------
     def submit(self, order: Order) -> None:
@@ -230,7 +261,7 @@ class SimulatedBroker(Broker):
         for coid in list(self.working[bar.symbol]):
             order = self.orders[coid]
             if order.type is OrderType.MARKET and order.status.is_working:
-                self._fill(order, bar.close, bar.ts, None)
+                self._fill(order, bar.close, bar.ts, None, priced_on=bar)
 
     def cancel_all(self, reason: str) -> None:
         for order in self.open_orders():
@@ -249,7 +280,7 @@ class SimulatedBroker(Broker):
                 "OPTIMISTIC: market orders fill at the close of the bar on which the strategy "
                 "decided (fill_at = close)."
             )
-        return [
+        lines = [
             timing,
             "Limit orders fill at the limit price, or at the open when a bar opens beyond it.",
             "Stop orders fill at the stop price, or at the open when a bar gaps through the stop.",
@@ -275,6 +306,81 @@ class SimulatedBroker(Broker):
             "Fills are complete; bar volume does not limit them.",
             "DAY orders expire at the end of the UTC calendar day on which they could first fill.",
         ]
+        if self._costs:
+            lines.append(
+                "Cost models apply in the configured order: taker fills (market, stop and "
+                "marketable limit orders) are priced by them after slippage, never beyond a limit "
+                "price; a limit order filling at its limit price is a maker fill. Their "
+                "commissions add to each fill's fee; financing is booked daily as cash flows."
+            )
+            for model, name in zip(self._costs, self._cost_names, strict=True):
+                lines.append(_guarded(name, model, "describe", model.describe))
+        return lines
+
+    # --- cost models ----------------------------------------------------------------------------
+    def use_costs(self, models: Iterable[CostModel]) -> None:
+        """Apply ``models`` to the fills and financing of the runs that follow, in this order
+        (replacing any given before; an empty list removes them). Call it before :meth:`start`,
+        which resets them. A model's name (the cash-flow kind of its financing) is its ``name``
+        attribute, set by the runner to the registered name; else the built-in name of its
+        class, else the class name."""
+        models = tuple(models)
+        for model in models:
+            if not isinstance(model, CostModel):
+                raise TypeError(
+                    f"use_costs() takes CostModel instances "
+                    f"(tradeloom.execution.cost_models), got {model!r}"
+                )
+        names = tuple(_cost_name(m) for m in models)
+        pairs = list(zip(models, names, strict=True))
+        self._costs = models
+        self._cost_names = names
+        self._commissions = tuple(
+            (m, n, _overrides(m, "reset")) for m, n in pairs if _overrides(m, "commission")
+        )
+        self._stateful = any(stateful for _, _, stateful in self._commissions)
+        self._pricers = tuple((m, n) for m, n in pairs if _overrides(m, "fill_price"))
+        self._accruers = tuple((m, n) for m, n in pairs if _overrides(m, "accrue"))
+
+    @property
+    def wants_daily(self) -> bool:
+        """Whether a cost model books daily financing: the engine then calls :meth:`accrue` on
+        the first bar of every new UTC calendar day."""
+        return bool(self._accruers)
+
+    def accrue(self, ts: int) -> None:
+        """Book the cost models' financing for the UTC calendar days up to ``ts`` (ns).
+
+        The first call only remembers ``ts``. Each later call on a later UTC day builds one
+        :class:`~tradeloom.execution.cost_models.Accrual` for the calendar days since the
+        previous accrual (3 from a Friday to a Monday), the cash, and the long and short
+        positions valued at the latest prices, and books each model's non-zero amount as a
+        cash flow of the kind of the model's name (``"borrow-fee"``). A call on the same UTC
+        day as the previous accrual does nothing."""
+        previous = self._accrued_ts
+        if previous is None:
+            self._accrued_ts = ts
+            return
+        days = ts // NS_PER_DAY - previous // NS_PER_DAY
+        if days <= 0:
+            return
+        self._accrued_ts = ts
+        if not self._accruers:
+            return
+        ledger = self.ledger
+        last = ledger.last_price
+        long_value = short_value = 0.0
+        for symbol, book in ledger.books.items():
+            held = book.quantity
+            if held > 0.0:
+                long_value += held * last.get(symbol, book.avg_price)
+            elif held < 0.0:
+                short_value -= held * last.get(symbol, book.avg_price)
+        accrual = Accrual(ts, float(days), ledger.cash, long_value, short_value)
+        for model, name in self._accruers:
+            amount = _amount(name, model, "accrue", model.accrue, accrual)
+            if amount:
+                ledger.cash_flow(ts, amount, name)
 
     # --- internals ------------------------------------------------------------------------------
     def _refusal(self, order: Order) -> str:
@@ -336,7 +442,11 @@ class SimulatedBroker(Broker):
         else:
             price = slipped(ref, Side.BUY, self.params.slippage_bps)
         qty = order.remaining
-        return qty * price + self.params.fees.fee(qty, price)  # type: ignore[operator]
+        cost = qty * price + self.params.fees.fee(qty, price)  # type: ignore[operator]
+        if self._commissions and qty > 0.0 and price:  # as a taker fill at the reference price
+            trade = TradeInfo(order.symbol, Side.BUY, qty, float(price), self._now, "taker")
+            cost += self._commission(trade, probe=True)
+        return cost
 
     def _reserved_cash(self, exclude: str = "") -> float:
         if not self._has_working():
@@ -423,23 +533,35 @@ class SimulatedBroker(Broker):
         if worst is not None:
             self._fill(worst[1], worst[0], bar.ts, bar)
 
-    def _fill(self, order: Order, price: float, ts: int, bar: Bar | None) -> None:
-        """Fill ``order`` at ``price`` (before slippage); ``bar`` is the bar the fill happened
-        on, whose rest a bracket's exits see (None after the close)."""
+    def _fill(
+        self,
+        order: Order,
+        price: float,
+        ts: int,
+        bar: Bar | None,
+        priced_on: Bar | None = None,
+    ) -> None:
+        """Fill ``order`` at ``price`` (before slippage and cost models); ``bar`` is the bar the
+        fill happened on, whose rest a bracket's exits see (None after the close);
+        ``priced_on`` is the bar cost models price the fill on when ``bar`` is None (a fill at
+        that bar's close)."""
         raw = price
         if order.type in _SLIPPED:
             price = slipped(price, order.side, self.params.slippage_bps)
         qty = order.remaining
-        fee = self.params.fees.fee(qty, price)
         opens_long = order.side is Side.BUY and self.ledger.quantity(order.symbol) + qty > 1e-9
-        if opens_long and qty * price + fee > self.ledger.cash + 1e-9:
-            self._close(
-                order,
-                OrderStatus.CANCELED,
-                f"insufficient cash at fill: needs {qty * price + fee:,.2f}, "
-                f"cash {self.ledger.cash:,.2f}",
+        if self._costs:
+            priced = self._with_costs(
+                order, raw, price, qty, ts, priced_on if bar is None else bar, opens_long
             )
-            return
+            if priced is None:
+                return
+            price, fee = priced
+        else:
+            fee = self.params.fees.fee(qty, price)
+            if opens_long and qty * price + fee > self.ledger.cash + 1e-9:
+                self._cancel_for_cash(order, qty * price + fee)
+                return
         self._fill_seq += 1
         fill = Fill(
             f"F{self._fill_seq}", order.client_order_id, order.symbol, order.side, qty, price,
@@ -459,6 +581,71 @@ class SimulatedBroker(Broker):
                     self._close(self.orders[other], OrderStatus.CANCELED, f"OCO: {coid} filled")
         if coid in self._children:
             self._activate(coid, bar, raw)
+
+    def _cancel_for_cash(self, order: Order, needs: float) -> None:
+        self._close(
+            order,
+            OrderStatus.CANCELED,
+            f"insufficient cash at fill: needs {needs:,.2f}, cash {self.ledger.cash:,.2f}",
+        )
+
+    def _with_costs(
+        self,
+        order: Order,
+        raw: float,
+        price: float,
+        qty: float,
+        ts: int,
+        bar: Bar | None,
+        opens_long: bool,
+    ) -> tuple[float, float] | None:
+        """The price and fee of a fill with the cost models applied (``price`` is after
+        slippage, ``raw`` before), or None when the fill was canceled for cash."""
+        kind = order.type
+        maker = raw == order.limit_price and (
+            kind is OrderType.LIMIT or (kind is OrderType.STOP_LIMIT and order.triggered)
+        )
+        liquidity: Liquidity = "maker" if maker else "taker"
+        if not maker and self._pricers and bar is not None:
+            price = self._priced(order, price, bar)
+        fee = self.params.fees.fee(qty, price)
+        commission = 0.0
+        probing = False
+        if self._commissions:
+            trade = TradeInfo(order.symbol, order.side, qty, price, ts, liquidity)
+            probing = opens_long and self._stateful  # refused fills must not count as volume
+            commission = self._commission(trade, probe=probing)
+        if opens_long and qty * price + fee + commission > self.ledger.cash + 1e-9:
+            self._cancel_for_cash(order, qty * price + fee + commission)
+            return None
+        if probing:
+            commission = self._commission(trade, probe=False)
+        return price, fee + commission
+
+    def _priced(self, order: Order, price: float, bar: Bar) -> float:
+        """``price`` after every model's ``fill_price``, never beyond a limit price."""
+        side = order.side
+        for model, name in self._pricers:
+            price = _amount(name, model, "fill_price", model.fill_price, price, side, bar)
+            if not price > 0.0:
+                raise RunError(
+                    f"cost model {name!r} ({type(model).__name__}) returned the price {price!r} "
+                    f"from fill_price() for {order.symbol}; a price must be a finite number > 0"
+                )
+        kind = order.type
+        if kind is OrderType.LIMIT or kind is OrderType.STOP_LIMIT:
+            limit: float = order.limit_price  # type: ignore[assignment]
+            price = min(price, limit) if side is Side.BUY else max(price, limit)
+        return price
+
+    def _commission(self, trade: TradeInfo, *, probe: bool) -> float:
+        """The sum of the models' commissions of ``trade``; ``probe``: an estimate that leaves
+        stateful models (those overriding ``reset``) as they were."""
+        total = 0.0
+        for model, name, stateful in self._commissions:
+            used = copy.deepcopy(model) if probe and stateful else model
+            total += _amount(name, model, "commission", used.commission, trade)
+        return total
 
     def _activate(self, parent: str, bar: Bar | None, entry: float) -> None:
         """A bracket's entry filled: its exits become working and, if the fill happened on
@@ -505,6 +692,69 @@ class SimulatedBroker(Broker):
     def _record(self, order: Order, previous: OrderStatus) -> None:
         self.orders[order.client_order_id] = order
         self.events.append(OrderUpdate(order, previous, order.updated_ts))
+
+    # --- corporate actions (called by the engine at the ex-date's open) ---------------------------
+    def apply_split(self, symbol: str, ratio: float) -> None:
+        """A split of ``ratio`` new shares per old share of ``symbol``: the orders still open
+        (working or held) keep their value: quantities times ``ratio``, prices divided by it.
+        Each adjusted order is reported with an update whose note says so."""
+        held = [c for ids in self._children.values() for c in ids]
+        for coid in [*self.working.get(symbol, ()), *held]:
+            order = self.orders[coid]
+            if order.symbol != symbol or order.status.is_terminal:
+                continue
+            adjusted = order._evolve(
+                quantity=order.quantity * ratio,
+                filled_quantity=order.filled_quantity * ratio,
+                avg_fill_price=order.avg_fill_price / ratio,
+                limit_price=None if order.limit_price is None else order.limit_price / ratio,
+                stop_price=None if order.stop_price is None else order.stop_price / ratio,
+                trail_amount=None if order.trail_amount is None else order.trail_amount / ratio,
+                updated_ts=self._now,
+            )
+            self.orders[coid] = adjusted
+            note = f"split {ratio:g} for 1: {_changes(order, adjusted).removeprefix('replaced: ')}"
+            self.events.append(OrderUpdate(adjusted, order.status, self._now, note))
+
+
+_BUILTIN_COST_NAMES = {cls: name for name, cls in BUILTIN_COST_MODELS.items()}
+
+
+def _cost_name(model: CostModel) -> str:
+    name = getattr(model, "name", "")
+    if isinstance(name, str) and name:
+        return name
+    return _BUILTIN_COST_NAMES.get(type(model), type(model).__name__)
+
+
+def _overrides(model: CostModel, hook: str) -> bool:
+    return getattr(type(model), hook) is not getattr(CostModel, hook)
+
+
+def _guarded(name: str, model: CostModel, hook: str, call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)``; an exception becomes a :class:`RunError` naming the cost model."""
+    try:
+        return call(*args)
+    except Exception as exc:
+        raise RunError(
+            f"cost model {name!r} ({type(model).__name__}) raised in {hook}(): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _amount(name: str, model: CostModel, hook: str, call: Callable[..., Any], *args: Any) -> float:
+    """A finite float from a cost model's hook (a :class:`RunError` naming it otherwise)."""
+    value = _guarded(name, model, hook, call, *args)
+    try:
+        amount = float(value)
+    except (TypeError, ValueError):
+        amount = math.nan
+    if not math.isfinite(amount):
+        raise RunError(
+            f"cost model {name!r} ({type(model).__name__}) returned {value!r} from {hook}(); "
+            "it must return a finite number"
+        )
+    return amount
 
 
 _SLIPPED = frozenset({OrderType.MARKET, OrderType.STOP, OrderType.TRAILING_STOP})

@@ -1,5 +1,5 @@
 """Cash, positions and PnL."""
 
-from tradeloom.portfolio.ledger import Ledger, Trade
+from tradeloom.portfolio.ledger import CashFlow, Ledger, Trade
 
-__all__ = ["Ledger", "Trade"]
+__all__ = ["CashFlow", "Ledger", "Trade"]

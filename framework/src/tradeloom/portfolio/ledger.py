@@ -53,6 +53,18 @@ class Trade:
         return self.pnl / cost if cost else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class CashFlow:
+    """Cash booked outside trades."""
+
+    ts: int
+    kind: str
+    """``"dividend"``, ``"dividend reinvested"``, ``"borrow fee"``, ``"interest"``, ..."""
+    symbol: str
+    amount: float
+    """Positive: cash received; negative: cash paid."""
+
+
 class Ledger:
     """Account state of one simulated account, in its currency."""
 
@@ -72,8 +84,11 @@ class Ledger:
         keeps current (then nothing is copied per bar)."""
         self.trades: list[Trade] = []
         self.journal: list[tuple[int, float, str, float]] = []
-        """``(ts, cash after, symbol, position after)`` for every fill, in order: enough to
-        rebuild the cash and position series after a run without recording anything per bar."""
+        """``(ts, cash after, symbol, position after)`` for every fill, split and cash flow, in
+        order (``symbol`` is ``""`` for a cash flow that moves no position): enough to rebuild
+        the cash and position series after a run without recording anything per bar."""
+        self.cash_flows: list[CashFlow] = []
+        """Cash in or out that is not a trade: dividends, borrow fees, interest."""
 
     # --- reading -----------------------------------------------------------------------------
     def position(self, symbol: str) -> Position:
@@ -109,7 +124,42 @@ class Ledger:
             (last.get(s, b.avg_price) - b.avg_price) * b.quantity for s, b in self.books.items()
         )
 
+    def income(self) -> float:
+        """Net cash flows that are not trades (dividends, interest, borrow fees)."""
+        return sum(flow.amount for flow in self.cash_flows)
+
     # --- writing -----------------------------------------------------------------------------
+    def cash_flow(self, ts: int, amount: float, kind: str, symbol: str = "") -> None:
+        """Book ``amount`` of cash (positive in, negative out) that is not a trade: a dividend,
+        a borrow fee, interest. ``kind`` names it in the results."""
+        self.cash += amount
+        self.cash_flows.append(CashFlow(ts, kind, symbol, amount))
+        self.journal.append((ts, self.cash, "", 0.0))
+
+    def split(self, ts: int, symbol: str, ratio: float) -> None:
+        """Apply a split of ``ratio`` new shares per old share: the position is multiplied by
+        it and its average price divided, so its cost and value do not change."""
+        book = self.books.get(symbol)
+        if book is None or book.quantity == 0.0:
+            return
+        book.quantity *= ratio
+        book.avg_price /= ratio
+        self.journal.append((ts, self.cash, symbol, book.quantity))
+
+    def reinvest(self, ts: int, symbol: str, amount: float, price: float) -> None:
+        """Buy ``amount / price`` more units of ``symbol`` with a dividend of ``amount`` already
+        booked as cash (no fee; fractional units), at ``price``."""
+        book = self.books.get(symbol)
+        if book is None or book.quantity == 0.0 or not price > 0:
+            return
+        units = amount / price
+        held = book.quantity
+        book.avg_price = (book.avg_price * abs(held) + price * abs(units)) / abs(held + units)
+        book.quantity = held + units
+        self.cash -= amount
+        self.cash_flows.append(CashFlow(ts, "dividend reinvested", symbol, -amount))
+        self.journal.append((ts, self.cash, symbol, book.quantity))
+
     def mark(self, symbol: str, price: float) -> None:
         """Record the latest price of ``symbol`` (only when the ledger owns its price dict)."""
         self.last_price[symbol] = price  # type: ignore[index]

@@ -74,6 +74,12 @@ def run_signals(
     clock = time.perf_counter  # durations only, for the benchmark; never time of day
     t0 = clock()
     market = load_market(market, start, end)
+    if market.actions:
+        raise ConfigError(
+            "the vector engine does not apply corporate actions; use adjusted prices "
+            "(adjusted = true) or run the event engine",
+            path="data.params.corporate_actions",
+        )
     sid = strategy_id or type(strategy).__name__.lower()
     check_run(market, [(sid, strategy)], benchmark)
     if not initial_cash > 0:
