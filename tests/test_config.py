@@ -186,6 +186,18 @@ class FakeFlatFee(Component):
     capabilities = Capabilities(modes=frozenset({Mode.BACKTEST, Mode.PAPER}))
 
 
+class ParticipationParams(Params):
+    max_participation: float = Field(gt=0, le=1)
+    """Largest fraction of a bar's volume filled."""
+
+
+class FakeParticipation(Component):
+    """Fills limited to a share of each bar's volume."""
+
+    Params = ParticipationParams
+    capabilities = Capabilities(modes=frozenset({Mode.BACKTEST, Mode.PAPER}))
+
+
 COMPONENTS: list[tuple[Kind, str, type[Component]]] = [
     (Kind.DATA_SOURCE, "csv", FakeCsv),
     (Kind.DATA_SOURCE, "feed", FakeFeed),
@@ -198,6 +210,7 @@ COMPONENTS: list[tuple[Kind, str, type[Component]]] = [
     (Kind.BROKER, "costly", FakeCostly),
     (Kind.BROKER, "vault", FakeVault),
     (Kind.COST_MODEL, "flat-fee", FakeFlatFee),
+    (Kind.FILL_MODEL, "volume-participation", FakeParticipation),
 ]
 
 
@@ -517,6 +530,7 @@ def test_to_dict_is_canonical(host: PluginHost) -> None:
         "risk": [{"type": "max-position", "params": {"max_weight": 0.5}}],
         "broker": {"type": "simulated", "params": {"slippage_bps": 0.0}},
         "costs": [],
+        "fill_models": [],
         "run": {
             "start": "2020-01-01T00:00:00+00:00",
             "end": "2021-12-31T00:00:00+00:00",
@@ -555,6 +569,30 @@ def test_costs_are_resolved_in_order_and_canonical(host: PluginHost, tmp_path: P
         without.config_hash()
         == load_deployment([write(tmp_path, VALID, "v.toml")], host=host).config_hash()
     )
+
+
+def test_fill_models_are_resolved_and_canonical(host: PluginHost, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        VALID + '[[costs]]\ntype = "flat-fee"\n'
+        '[[fill_models]]\ntype = "volume-participation"\nparams = { max_participation = 0.1 }\n',
+    )
+    resolved = load_deployment([path], host=host)
+    assert [f.path for f in resolved.fill_models] == ["fill_models[0]"]
+    assert [f.params for f in resolved.fill_models] == [ParticipationParams(max_participation=0.1)]
+    assert resolved.components()[-2:] == [*resolved.costs, *resolved.fill_models]
+    assert resolved.to_dict()["fill_models"] == [
+        {"type": "volume-participation", "params": {"max_participation": 0.1}}
+    ]
+    assert [f.params for f in resolved.config.fill_models] == [{"max_participation": 0.1}]
+    assert isinstance(resolved.fill_models[0].build(), FakeParticipation)
+    again = resolve(tomllib.loads(resolved.to_toml()), host)
+    assert again.to_dict() == resolved.to_dict()
+    assert again.config_hash() == resolved.config_hash()
+    without = load_deployment([path], ["fill_models=[]"], host=host)
+    assert without.fill_models == [] and without.to_dict()["fill_models"] == []
+    assert without.config_hash() != resolved.config_hash()
+    assert load_deployment([write(tmp_path, VALID, "v.toml")], host=host).fill_models == []
 
 
 def test_decimals_render_as_numbers_when_exact(host: PluginHost) -> None:
@@ -725,6 +763,25 @@ BAD = [
         VALID + '[[costs]]\ntype = "flat-feee"\n',
         expect=("costs[0].type: unknown cost model type 'flat-feee'", "installed: flat-fee"),
         path="costs[0].type",
+    ),
+    Bad(
+        "param-out-of-range-in-fill-models",
+        VALID + '[[fill_models]]\ntype = "volume-participation"\n'
+        "params = { max_participation = 2 }\n",
+        expect=(
+            "fill_models[0].params.max_participation: Input should be less than or equal to 1",
+            "(got 2)",
+        ),
+        path="fill_models[0].params.max_participation",
+    ),
+    Bad(
+        "unknown-fill-model-type",
+        VALID + '[[fill_models]]\ntype = "same-closee"\n',
+        expect=(
+            "fill_models[0].type: unknown fill model type 'same-closee'",
+            "installed: volume-participation",
+        ),
+        path="fill_models[0].type",
     ),
     Bad(
         "unknown-strategy-type",
@@ -1030,6 +1087,8 @@ def test_json_schema_lists_every_component_with_param_descriptions(host: PluginH
     assert consts(props["broker"]) == ["costly", "simulated", "vault", "venue"]
     assert consts(props["costs"]["items"]) == ["flat-fee"]
     assert props["costs"]["default"] == []
+    assert consts(props["fill_models"]["items"]) == ["volume-participation"]
+    assert props["fill_models"]["default"] == []
     sma = schema["$defs"][props["strategy"]["oneOf"][1]["$ref"].split("/")[-1]]
     assert set(sma["properties"]) == {"type", "id", "params"}
     assert sma["additionalProperties"] is False

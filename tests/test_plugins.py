@@ -96,6 +96,24 @@ def tradeloom_register_cost_models(register):
 '''
 
 
+HALFVOL = '''
+from tradeloom import hookimpl
+from tradeloom.execution.fills import FillModel
+
+
+class HalfVolume(FillModel):
+    """Fills at most half of each bar's volume."""
+
+    def capacity(self, bar):
+        return 0.5 * bar.volume
+
+
+@hookimpl
+def tradeloom_register_fill_models(register):
+    register("half-volume", HalfVolume)
+'''
+
+
 def _write_dist(root: Path, dist: str, module: str, source: str, version: str) -> Path:
     pkg = root / dist
     (pkg / "src" / module).mkdir(parents=True)
@@ -126,14 +144,15 @@ def _uv() -> str:
 
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Build four throwaway distributions and install them into two target folders."""
+    """Build five throwaway distributions and install them into two target folders."""
     root = tmp_path_factory.mktemp("dists")
     good = _write_dist(root, "tradeloom-hello", "tradeloom_hello", HELLO, "1.2.3")
     broken = _write_dist(root, "tradeloom-broken", "tradeloom_broken", BROKEN, "0.0.1")
     dupe = _write_dist(root, "tradeloom-dupe", "tradeloom_dupe", DUPE, "9.9.9")
     fee = _write_dist(root, "tradeloom-flatfee", "tradeloom_flatfee", FLATFEE, "0.3.0")
+    fills = _write_dist(root, "tradeloom-halfvol", "tradeloom_halfvol", HALFVOL, "0.1.0")
     site_a, site_b = root / "site-a", root / "site-b"
-    for target, pkgs in ((site_a, [good, broken, fee]), (site_b, [dupe])):
+    for target, pkgs in ((site_a, [good, broken, fee, fills]), (site_b, [dupe])):
         subprocess.run(
             [_uv(), "pip", "install", "--quiet", "--python", sys.executable, "--no-deps",
              "--target", str(target), *map(str, pkgs)],
@@ -256,6 +275,29 @@ def test_a_plugin_cost_model_is_listed_and_charged_in_a_backtest(
     assert "Commission: 2.5 per fill (tradeloom-flatfee)." not in free["assumptions"]
     resolved = (tmp_path / "fee" / "config.resolved.toml").read_text()
     assert 'type = "flat-fee"' in resolved and "amount = 2.5" in resolved
+
+
+def test_a_plugin_fill_model_is_listed(sites: dict[str, Path], tmp_path: Path) -> None:
+    listing = _cli(["plugins", "list", "--json"], [sites["a"]], tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    rows = json.loads(listing.stdout)
+    assert [r for r in rows if r["name"] == "half-volume"] == [
+        {
+            "kind": "fill_model",
+            "name": "half-volume",
+            "distribution": "tradeloom-halfvol",
+            "version": "0.1.0",
+            "status": "loaded",
+            "error": None,
+            "capabilities": "backtest/paper, multi-symbol",
+            "description": "Fills at most half of each bar's volume.",
+        }
+    ]
+    assert {r["name"] for r in rows if r["kind"] == "fill_model"} >= {
+        "half-volume", "next-open", "same-close", "volume-participation", "latency",
+    }  # fmt: skip
+    table = _cli(["plugins", "list"], [sites["a"]], tmp_path)
+    assert "fill_model" in table.stdout and "half-volume" in table.stdout
 
 
 def test_a_strategy_that_raises_exits_1_with_one_line(
@@ -386,6 +428,25 @@ def test_a_cost_model_must_subclass_cost_model(
     assert "tradeloom.execution.cost_models.CostModel" in record.error
 
 
+def test_a_fill_model_must_subclass_fill_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "tl_notfill.py").write_text(
+        "from tradeloom import hookimpl\nfrom tradeloom.execution.cost_models import CostModel\n\n"
+        "@hookimpl\ndef tradeloom_register_fill_models(register):\n"
+        "    register('not-a-fill-model', CostModel)\n"
+    )
+    try:
+        host = PluginHost(entry_points=[_ep("nf", "tl_notfill")], env={})
+    finally:
+        sys.modules.pop("tl_notfill", None)
+    (record,) = [p for p in host.plugins if p.name == "nf"]
+    assert record.status == "failed"
+    assert "fill_model 'not-a-fill-model' must be a subclass of " in record.error
+    assert "tradeloom.execution.fills.FillModel" in record.error
+
+
 def test_strict_switch_raises_in_process(fake_modules: Path) -> None:
     with pytest.raises(PluginError, match="TRADELOOM_STRICT_PLUGINS"):
         PluginHost(
@@ -403,11 +464,16 @@ def test_builtins_come_through_the_same_hooks() -> None:
         (Kind.COST_MODEL, "percent"), (Kind.COST_MODEL, "per-unit"), (Kind.COST_MODEL, "tiered"),
         (Kind.COST_MODEL, "maker-taker"), (Kind.COST_MODEL, "spread"),
         (Kind.COST_MODEL, "borrow-fee"), (Kind.COST_MODEL, "cash-interest"),
+        (Kind.FILL_MODEL, "next-open"), (Kind.FILL_MODEL, "same-close"),
+        (Kind.FILL_MODEL, "volume-participation"), (Kind.FILL_MODEL, "latency"),
     }  # fmt: skip
     assert host.registry.get(Kind.BROKER, "simulated").distribution == "tradeloom"
     from tradeloom.execution.cost_models import BUILTIN_COST_MODELS
 
     assert {s.name: s.cls for s in host.registry.specs(Kind.COST_MODEL)} == BUILTIN_COST_MODELS
+    from tradeloom.execution.fills import BUILTIN_FILL_MODELS
+
+    assert {s.name: s.cls for s in host.registry.specs(Kind.FILL_MODEL)} == BUILTIN_FILL_MODELS
 
 
 def test_no_module_level_host() -> None:

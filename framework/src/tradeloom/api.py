@@ -34,6 +34,7 @@ from tradeloom.engine.result import (
 from tradeloom.errors import ConfigError
 from tradeloom.execution import SimulatedBroker
 from tradeloom.execution.cost_models import CostModel
+from tradeloom.execution.fills import FillModel
 from tradeloom.risk import RiskGate, RiskRule
 from tradeloom.strategy import Strategy
 
@@ -89,6 +90,11 @@ def run_deployment(
         model = rc.build()
         model.name = rc.spec.name  # type: ignore[attr-defined]  # the cash-flow kind it books
         costs.append(model)
+    fill_models = []
+    for rc in resolved.fill_models:
+        fill_model = rc.build()
+        fill_model.name = rc.spec.name  # type: ignore[attr-defined]  # its registered name
+        fill_models.append(fill_model)
     run = resolved.run
     config = resolved.to_dict(mask_secrets=True)
     provenance = _provenance(resolved, [s for _, s in strategies])
@@ -99,6 +105,7 @@ def run_deployment(
         broker=broker,
         risk=rules,
         costs=costs,
+        fill_models=fill_models,
         initial_cash=run.initial_cash,
         currency=run.currency,
         start=run.start,
@@ -126,6 +133,7 @@ def run_backtest(
     broker: SimulatedBroker | None = None,
     risk: Sequence[RiskRule] = (),
     costs: Sequence[CostModel] = (),
+    fill_models: Sequence[FillModel] = (),
     initial_cash: float = 100_000.0,
     currency: str = "USD",
     start: pd.Timestamp | str | None = None,
@@ -145,7 +153,8 @@ def run_backtest(
 
     ``strategies`` is one strategy or a list of ``(strategy_id, strategy)`` pairs. ``costs``
     are cost models the broker applies in order (:meth:`SimulatedBroker.use_costs`; when empty,
-    the broker keeps any models it was given).
+    the broker keeps any models it was given). ``fill_models`` are fill models the broker
+    combines (:meth:`SimulatedBroker.use_fill_models`; when empty, likewise).
     ``stream``, ``chunk_rows``, ``history_bars`` and ``dividends`` are the ``run`` settings of
     that name: with streaming, the data source's bars are read chunk by chunk while the loop
     runs.
@@ -160,6 +169,8 @@ def run_backtest(
     broker = broker or SimulatedBroker()
     if costs:
         broker.use_costs(costs)
+    if fill_models:
+        broker.use_fill_models(fill_models)
     run_id = uuid.uuid4().hex[:12]
     if host is not None:
         host.hook.tradeloom_run_start(run_id=run_id, mode="backtest", config=config or {})

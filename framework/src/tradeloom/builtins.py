@@ -37,3 +37,11 @@ def tradeloom_register_cost_models(register: Register) -> None:
 
     for name, cls in BUILTIN_COST_MODELS.items():
         register(name, cls)
+
+
+@hookimpl
+def tradeloom_register_fill_models(register: Register) -> None:
+    from tradeloom.execution.fills import BUILTIN_FILL_MODELS
+
+    for name, cls in BUILTIN_FILL_MODELS.items():
+        register(name, cls)

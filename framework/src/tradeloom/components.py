@@ -9,13 +9,14 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Kind(StrEnum):
-    """The five kinds of component a plugin can contribute."""
+    """The six kinds of component a plugin can contribute."""
 
     STRATEGY = "strategy"
     DATA_SOURCE = "data_source"
     RISK_RULE = "risk_rule"
     BROKER = "broker"
     COST_MODEL = "cost_model"
+    FILL_MODEL = "fill_model"
 
 
 class Mode(StrEnum):
@@ -62,7 +63,7 @@ class Capabilities(BaseModel):
 
 
 class Component:
-    """Base class of strategies, data sources, risk rules, brokers and cost models.
+    """Base class of strategies, data sources, risk rules, brokers, cost models and fill models.
 
     A component is built by the runner with its validated params:
     ``component = cls(cls.Params(**config_params))``.

@@ -24,6 +24,10 @@ A deployment is described in TOML::
     type = "maker-taker"
     params = { maker_rate = -0.0002, taker_rate = 0.0007 }
 
+    [[fill_models]]                                    # default: none (next bar's open)
+    type = "volume-participation"
+    params = { max_participation = 0.1 }
+
     [run]
     start = 2020-01-01
     end = 2023-12-31
@@ -244,8 +248,8 @@ class RunConfig(_ConfigModel):
 
 
 class DeploymentConfig(_ConfigModel):
-    """A tradeloom deployment: data source, strategies, risk rules, broker, cost models and run
-    settings."""
+    """A tradeloom deployment: data source, strategies, risk rules, broker, cost models, fill
+    models and run settings."""
 
     mode: Mode = Mode.BACKTEST
     """Run mode: backtest (simulated clock and broker), paper (real-time, simulated broker) or
@@ -265,6 +269,9 @@ class DeploymentConfig(_ConfigModel):
     costs: list[ComponentConfig] = Field(default_factory=list)
     """Cost models the simulated broker applies, in order: commissions, spread, daily financing
     (see docs/costs.md). Default: none (only the broker's own `fees` and `slippage_bps`)."""
+    fill_models: list[ComponentConfig] = Field(default_factory=list)
+    """Fill models the simulated broker combines: when an order can first trade and how much of
+    it a bar can fill (see docs/fills.md). Default: none (the broker's own `fill_at`)."""
     run: RunConfig = Field(default_factory=RunConfig)
     """Time range, starting cash, currency and benchmark."""
 
@@ -355,10 +362,19 @@ class ResolvedDeployment:
     """The files read, in merge order (bases before the files that extend them)."""
     costs: list[ResolvedComponent] = field(default_factory=list)
     """Cost models of the simulated broker, in the order they apply (default: none)."""
+    fill_models: list[ResolvedComponent] = field(default_factory=list)
+    """Fill models of the simulated broker, combined (default: none)."""
 
     def components(self) -> list[ResolvedComponent]:
-        """Every component: data, strategies, risk rules, broker, cost models."""
-        return [self.data, *self.strategies, *self.risk, self.broker, *self.costs]
+        """Every component: data, strategies, risk rules, broker, cost models, fill models."""
+        return [
+            self.data,
+            *self.strategies,
+            *self.risk,
+            self.broker,
+            *self.costs,
+            *self.fill_models,
+        ]
 
     def to_dict(self, mask_secrets: bool = True) -> dict[str, Any]:
         """The canonical form: always ``strategies`` (with ids), every param with its default
@@ -371,6 +387,7 @@ class ResolvedDeployment:
             "risk": [r.to_dict(mask_secrets) for r in self.risk],
             "broker": self.broker.to_dict(mask_secrets),
             "costs": [c.to_dict(mask_secrets) for c in self.costs],
+            "fill_models": [f.to_dict(mask_secrets) for f in self.fill_models],
             "run": _dump_model(self.run, mask_secrets),
         }
 
@@ -866,6 +883,7 @@ _KIND_LABEL = {
     Kind.RISK_RULE: "risk rule",
     Kind.BROKER: "broker",
     Kind.COST_MODEL: "cost model",
+    Kind.FILL_MODEL: "fill model",
 }
 
 
@@ -901,9 +919,12 @@ def _resolve(
     risk = [component(("risk", i), Kind.RISK_RULE, r) for i, r in enumerate(outer.risk)]
     broker = component(("broker",), Kind.BROKER, outer.broker)
     costs = [component(("costs", i), Kind.COST_MODEL, c) for i, c in enumerate(outer.costs)]
+    fill_models = [
+        component(("fill_models", i), Kind.FILL_MODEL, f) for i, f in enumerate(outer.fill_models)
+    ]
     if problems:
         raise _problems_error(problems)
-    config = _masked_config(outer, data, strategies, risk, broker, costs)
+    config = _masked_config(outer, data, strategies, risk, broker, costs, fill_models)
     return ResolvedDeployment(
         config=config,
         data=data,
@@ -914,6 +935,7 @@ def _resolve(
         mode=outer.mode,
         sources=list(sources),
         costs=costs,
+        fill_models=fill_models,
     )
 
 
@@ -972,6 +994,7 @@ def _masked_config(
     risk: list[ResolvedComponent],
     broker: ResolvedComponent,
     costs: list[ResolvedComponent],
+    fill_models: list[ResolvedComponent],
 ) -> DeploymentConfig:
     """``outer`` with each component's params replaced by its validated, masked JSON form."""
 
@@ -983,6 +1006,7 @@ def _masked_config(
         "risk": [masked(s, c) for s, c in zip(outer.risk, risk, strict=True)],
         "broker": masked(outer.broker, broker),
         "costs": [masked(s, c) for s, c in zip(outer.costs, costs, strict=True)],
+        "fill_models": [masked(s, c) for s, c in zip(outer.fill_models, fill_models, strict=True)],
     }
     if outer.strategy is not None:
         update["strategy"] = masked(outer.strategy, strategies[0])
@@ -1239,6 +1263,12 @@ def json_schema(host: PluginHost) -> dict[str, Any]:
         "type": "array",
         "default": [],
         "items": one_of(Kind.COST_MODEL, ComponentConfig),
+    }
+    props["fill_models"] = {
+        "description": fields["fill_models"].description,
+        "type": "array",
+        "default": [],
+        "items": one_of(Kind.FILL_MODEL, ComponentConfig),
     }
     for name in props:
         props[name].setdefault("title", name.replace("_", " ").capitalize())

@@ -15,7 +15,7 @@ name. Their return value is ignored.
 exporters) of low-frequency events. Every implementation is called; return values are ignored.
 An observer that raises fails the run in backtest mode. **No hook is ever called per bar**:
 the engine calls strategies, risk rules and brokers directly, and the broker calls its cost
-models directly.
+and fill models directly.
 
 Hooks evolve by adding arguments (pluggy passes each implementation only the arguments it names),
 so an implementation written for an older kernel keeps working.
@@ -112,6 +112,26 @@ def tradeloom_register_cost_models(register: Register) -> None:
         @tradeloom.hookimpl
         def tradeloom_register_cost_models(register):
             register("flat-fee", FlatFee)
+    """
+
+
+@hookspec
+def tradeloom_register_fill_models(register: Register) -> None:
+    """Contribute fill models of the simulated broker (when an order can first trade, how much
+    of it a bar can fill).
+
+    Called once when a plugin host is built. Call ``register(name, cls)`` for each model, where
+    ``cls`` subclasses :class:`tradeloom.execution.fills.FillModel` and sets or overrides any of
+    its parts (``at_close``, ``delay``, ``capacity``, ``describe``). The broker combines every
+    model of the deployment's ``fill_models`` list: market orders fill at the close if any
+    model says so, the largest delay applies and the smallest capacity. Every implementation is
+    called; the return value is ignored.
+
+    Example::
+
+        @tradeloom.hookimpl
+        def tradeloom_register_fill_models(register):
+            register("half-volume", HalfVolume)
     """
 
 

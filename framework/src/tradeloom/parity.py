@@ -32,6 +32,7 @@ __all__ = [
     "compare_results",
     "compare_trades",
     "refuse_cost_models",
+    "refuse_fill_models",
     "run_parity",
 ]
 
@@ -207,8 +208,8 @@ def run_parity(
     the vector engine (:func:`tradeloom.vector.run_signals`) and compare the two.
 
     The deployment must hold exactly one strategy, which implements ``signals``, no risk
-    rules and no cost models (the vector engine applies neither); otherwise
-    :class:`ConfigError` says which.
+    rules, no cost models and no fill models (the vector engine applies none of them);
+    otherwise :class:`ConfigError` says which.
     """
     from tradeloom.api import run_deployment
     from tradeloom.execution import SimulatedBroker
@@ -229,6 +230,7 @@ def run_parity(
             path="risk",
         )
     refuse_cost_models(resolved)
+    refuse_fill_models(resolved)
     slot = resolved.strategies[0]
     sid = slot.id or slot.spec.name
     strategy = slot.build()
@@ -271,6 +273,20 @@ def refuse_cost_models(resolved: ResolvedDeployment) -> None:
             f"models ({names}), so it cannot run this deployment; remove them (e.g. "
             "--set costs=[]) to use the vector engine or compare the engines",
             path="costs",
+        )
+
+
+def refuse_fill_models(resolved: ResolvedDeployment) -> None:
+    """Raise :class:`ConfigError` (path ``fill_models``) if ``resolved`` configures fill models:
+    the vector engine supports only the simulated broker's ``fill_at`` (next_open / close)."""
+    if resolved.fill_models:
+        names = ", ".join(f.spec.name for f in resolved.fill_models)
+        raise ConfigError(
+            f"the vector engine supports only the broker's `fill_at` (next_open / close), not "
+            f"fill models ({names}), so it cannot run this deployment; remove them (e.g. "
+            "--set fill_models=[]) to use the vector engine or compare the engines (for "
+            "same-close, set the broker's `fill_at` to close instead)",
+            path="fill_models",
         )
 
 

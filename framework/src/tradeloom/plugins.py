@@ -39,6 +39,7 @@ _HOOK_FOR_KIND = {
     Kind.RISK_RULE: "tradeloom_register_risk_rules",
     Kind.BROKER: "tradeloom_register_brokers",
     Kind.COST_MODEL: "tradeloom_register_cost_models",
+    Kind.FILL_MODEL: "tradeloom_register_fill_models",
 }
 
 
@@ -60,6 +61,10 @@ def _base_class(kind: Kind) -> type[Component]:
         from tradeloom.execution.cost_models import CostModel
 
         return CostModel
+    if kind is Kind.FILL_MODEL:
+        from tradeloom.execution.fills import FillModel
+
+        return FillModel
     from tradeloom.execution import Broker
 
     return Broker

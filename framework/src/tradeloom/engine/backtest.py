@@ -7,7 +7,8 @@ For each timestamp, in this order:
 2. the resulting fills and order updates go to the strategies that own the orders;
 3. every strategy's ``on_bars`` sees the bars of this timestamp and may place orders, which pass
    the risk gate and reach the broker (accepted or rejected at once, filled from the next bar);
-4. with ``fill_at = "close"`` the broker fills the new market orders at this bar's close;
+4. when market orders fill at the close (``fill_at = "close"`` or a same-close fill model),
+   the broker fills them at this bar's close;
 5. updates are delivered until no callback places another order; then equity is recorded.
 
 No pluggy, no pandas and no per-bar bookkeeping on this path: bars are tuples built from plain
@@ -565,7 +566,7 @@ class BacktestEngine:
         working = broker.working[symbol]
         events = broker.events
         queue = self._queue
-        at_close = broker.params.fill_at == "close"
+        at_close = broker.at_close
         make = tuple.__new__
         current = ""
         try:
@@ -611,7 +612,7 @@ class BacktestEngine:
         working = broker.working
         events = broker.events
         queue = self._queue
-        at_close = broker.params.fill_at == "close"
+        at_close = broker.at_close
         index = self._index
         aligned = self._aligned
         make = tuple.__new__

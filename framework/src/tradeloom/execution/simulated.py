@@ -54,6 +54,7 @@ from tradeloom.execution.cost_models import (
     TradeInfo,
 )
 from tradeloom.execution.costs import FeeModel, NoFees, slipped
+from tradeloom.execution.fills import FillModel
 from tradeloom.model import (
     AccountSnapshot,
     Bar,
@@ -96,6 +97,11 @@ class SimulatedBroker(Broker):
     _stateful = False
     _pricers: tuple[tuple[CostModel, str], ...] = ()
     _accruers: tuple[tuple[CostModel, str], ...] = ()
+    # Fill models (set by use_fill_models).
+    _fill_models: tuple[FillModel, ...] = ()
+    _capacity_models: tuple[FillModel, ...] = ()
+    _delay: tuple[int, int] = (0, 0)
+    _models_at_close = False
 
     def start(
         self,
@@ -117,6 +123,12 @@ class SimulatedBroker(Broker):
         self._active_day: dict[str, int] = {}
         self._children: dict[str, list[str]] = {}
         """Client order ids of a bracket entry's exits, while the entry has not filled."""
+        self._exits: dict[str, list[str]] = {}
+        """The same once the entry has (partly) filled: the exits grow with its later fills."""
+        self._waiting: dict[str, tuple[int, int]] = {}
+        """Orders not active yet (latency): the bar index they must pass and the first time."""
+        self._room: tuple[str, int, float] | None = None
+        """Volume left on the current bar of a symbol: ``(symbol, ts, units)``."""
         self._fill_seq = 0
         self._accrued_ts: int | None = None
         for model, name in zip(self._costs, self._cost_names, strict=True):
@@ -135,6 +147,12 @@ class SimulatedBroker(Broker):
             return
         self._record(order.transition(OrderStatus.ACCEPTED, ts), order.status)
         self.working[order.symbol].append(order.client_order_id)
+        if self._delay != (0, 0):
+            bars, ns = self._delay
+            self._waiting[order.client_order_id] = (
+                self.market.bar_index(order.symbol) + bars,
+                ts + ns,
+            )
 
     def hold(self, order: Order) -> None:
         if not order.parent_id or order.parent_id not in self.orders:
@@ -231,10 +249,18 @@ class SimulatedBroker(Broker):
         orders = self.orders
         matched_groups: list[str] = []
         one_bar: list[str] = []
+        waiting = self._waiting
+        if self._capacity_models:
+            self._room = (bar.symbol, bar.ts, self._capacity(bar))
         for coid in list(working):
             order = orders[coid]
             if not order.status.is_working:  # canceled earlier in this bar (one-cancels-other)
                 continue
+            if waiting and coid in waiting:
+                after_bar, after_ts = waiting[coid]
+                if self.market.bar_index(bar.symbol) <= after_bar or bar.ts < after_ts:
+                    continue  # latency: not active yet
+                del waiting[coid]
             tif = order.tif
             if tif is not TimeInForce.GTC:
                 if tif is TimeInForce.DAY and self._expired(coid, bar.ts):
@@ -255,12 +281,16 @@ class SimulatedBroker(Broker):
                 self._close(order, OrderStatus.CANCELED, f"{what}: not filled on its first bar")
 
     def on_close(self, bar: Bar) -> None:
-        """With ``fill_at = "close"``: fill market orders sent on ``bar`` at its close."""
-        if self.params.fill_at != "close":
+        """With market orders filling at the close (``fill_at = "close"`` or a same-close fill
+        model): fill the working market orders of ``bar.symbol`` at its close."""
+        if not self.at_close:
             return
+        if self._capacity_models and (self._room is None or self._room[:2] != (bar.symbol, bar.ts)):
+            self._room = (bar.symbol, bar.ts, self._capacity(bar))
         for coid in list(self.working[bar.symbol]):
             order = self.orders[coid]
-            if order.type is OrderType.MARKET and order.status.is_working:
+            ready = order.status.is_working and coid not in self._waiting
+            if order.type is OrderType.MARKET and ready:
                 self._fill(order, bar.close, bar.ts, None, priced_on=bar)
 
     def cancel_all(self, reason: str) -> None:
@@ -273,7 +303,7 @@ class SimulatedBroker(Broker):
 
     def conventions(self) -> list[str]:
         p = self.params
-        if p.fill_at == "next_open":
+        if not self.at_close:
             timing = "Market orders fill at the next bar's open (no look-ahead)."
         else:
             timing = (
@@ -303,9 +333,12 @@ class SimulatedBroker(Broker):
                 if p.allow_short
                 else "not allowed."
             ),
-            "Fills are complete; bar volume does not limit them.",
+            "Fills are limited by the fill models below (partial fills carry over)."
+            if self._capacity_models
+            else "Fills are complete; bar volume does not limit them.",
             "DAY orders expire at the end of the UTC calendar day on which they could first fill.",
         ]
+        lines += [m.describe() for m in self._fill_models]
         if self._costs:
             lines.append(
                 "Cost models apply in the configured order: taker fills (market, stop and "
@@ -316,6 +349,28 @@ class SimulatedBroker(Broker):
             for model, name in zip(self._costs, self._cost_names, strict=True):
                 lines.append(_guarded(name, model, "describe", model.describe))
         return lines
+
+    # --- fill models ----------------------------------------------------------------------------
+    def use_fill_models(self, models: Iterable[FillModel]) -> None:
+        """Apply ``models`` to the runs that follow (replacing any given before): market orders
+        at the close if one says so, the largest delay, the smallest per-bar capacity."""
+        models = tuple(models)
+        self._fill_models = models
+        self._capacity_models = tuple(
+            m for m in models if type(m).capacity is not FillModel.capacity
+        )
+        delays = [m.delay() for m in models]
+        self._delay = (
+            max((d[0] for d in delays), default=0),
+            max((d[1] for d in delays), default=0),
+        )
+        self._models_at_close = any(m.at_close for m in models)
+
+    @property
+    def at_close(self) -> bool:
+        """Market orders fill at the close of the bar they were sent on (``fill_at = "close"``
+        or a same-close fill model)."""
+        return self.params.fill_at == "close" or self._models_at_close
 
     # --- cost models ----------------------------------------------------------------------------
     def use_costs(self, models: Iterable[CostModel]) -> None:
@@ -474,7 +529,7 @@ class SimulatedBroker(Broker):
         buy = order.side is Side.BUY
         kind = order.type
         if kind is OrderType.MARKET:
-            return (bar.open if self.params.fill_at == "next_open" else None), order
+            return (None if self.at_close else bar.open), order
         trailing = kind is OrderType.TRAILING_STOP
         if (
             kind is OrderType.STOP
@@ -549,6 +604,13 @@ class SimulatedBroker(Broker):
         if order.type in _SLIPPED:
             price = slipped(price, order.side, self.params.slippage_bps)
         qty = order.remaining
+        room = self._room
+        if room is not None and room[0] == order.symbol and room[1] == ts:
+            if room[2] < qty - 1e-9:  # volume participation: only part of it fits on this bar
+                if order.tif is TimeInForce.FOK or room[2] <= 1e-9:
+                    return
+                qty = room[2]
+            self._room = (room[0], room[1], room[2] - qty)
         opens_long = order.side is Side.BUY and self.ledger.quantity(order.symbol) + qty > 1e-9
         if self._costs:
             priced = self._with_costs(
@@ -571,16 +633,15 @@ class SimulatedBroker(Broker):
         self.events.append(fill)
         updated = order.with_fill(qty, price, ts)
         self._record(updated, order.status)
-        if updated.status is not OrderStatus.FILLED:
-            return
         coid = order.client_order_id
-        self.working[order.symbol].remove(coid)
+        if updated.status is OrderStatus.FILLED:
+            self.working[order.symbol].remove(coid)
         if order.oco_group:
-            for other in list(self.working[order.symbol]):
-                if self.orders[other].oco_group == order.oco_group:
-                    self._close(self.orders[other], OrderStatus.CANCELED, f"OCO: {coid} filled")
+            self._reduce_partners(updated, qty)
         if coid in self._children:
             self._activate(coid, bar, raw)
+        elif coid in self._exits:
+            self._grow_exits(coid, qty)
 
     def _cancel_for_cash(self, order: Order, needs: float) -> None:
         self._close(
@@ -651,15 +712,19 @@ class SimulatedBroker(Broker):
         """A bracket's entry filled: its exits become working and, if the fill happened on
         ``bar``, meet the rest of that bar (after an entry inside the bar, only the stops)."""
         groups = []
-        for coid in self._children.pop(parent):
+        filled = self.orders[parent].filled_quantity
+        self._exits[parent] = children = self._children.pop(parent)
+        for coid in children:
             child = self.orders[coid]
             if child.status is not OrderStatus.HELD:
                 continue
+            if filled < child.quantity - 1e-9:  # a partial entry: exits for what it holds
+                child = child._evolve(quantity=filled)
             why = self._refusal_as_exit(child)
             if why:
                 self._close(child, OrderStatus.CANCELED, why)
                 continue
-            self._record(child.transition(OrderStatus.ACCEPTED, self._now), child.status)
+            self._record(child.transition(OrderStatus.ACCEPTED, self._now), OrderStatus.HELD)
             self.working[child.symbol].append(coid)
             if child.oco_group not in groups:
                 groups.append(child.oco_group)
@@ -669,6 +734,36 @@ class SimulatedBroker(Broker):
         rest = bar if at_open else bar._replace(open=entry)  # the bar as it went on after entry
         for group in groups:
             self._match_group(group, rest, stops_only=not at_open)
+
+    def _grow_exits(self, parent: str, qty: float) -> None:
+        """A bracket's entry filled ``qty`` more: its working exits cover it too."""
+        for coid in self._exits[parent]:
+            child = self.orders[coid]
+            if child.status.is_working:
+                grown = child._evolve(quantity=child.quantity + qty, updated_ts=self._now)
+                self.orders[coid] = grown
+                note = f"bracket entry {parent} filled {qty:g} more: quantity {grown.quantity:g}"
+                self.events.append(OrderUpdate(grown, child.status, self._now, note))
+
+    def _reduce_partners(self, order: Order, qty: float) -> None:
+        """One-cancels-other after ``order`` filled ``qty``: the other orders of its group shrink
+        by as much, and are canceled when nothing is left of them."""
+        coid = order.client_order_id
+        for other in list(self.working[order.symbol]):
+            partner = self.orders[other]
+            if partner.oco_group != order.oco_group or other == coid:
+                continue
+            left = partner.quantity - qty
+            if left <= partner.filled_quantity + 1e-9:
+                self._close(partner, OrderStatus.CANCELED, f"OCO: {coid} filled")
+            else:
+                smaller = partner._evolve(quantity=left, updated_ts=self._now)
+                self.orders[other] = smaller
+                note = f"OCO: {coid} filled {qty:g}: quantity {partner.quantity:g} -> {left:g}"
+                self.events.append(OrderUpdate(smaller, partner.status, self._now, note))
+
+    def _capacity(self, bar: Bar) -> float:
+        return min(m.capacity(bar) for m in self._capacity_models)
 
     def _refusal_as_exit(self, order: Order) -> str:
         if order.side is Side.SELL and not self.params.allow_short:
