@@ -540,6 +540,7 @@ def test_to_dict_is_canonical(host: PluginHost) -> None:
             "chunk_rows": 65536,
             "history_bars": 10000,
             "dividends": "cash",
+            "calendar": "utc-days",
         },
     }
 

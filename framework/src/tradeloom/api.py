@@ -115,6 +115,7 @@ def run_deployment(
         chunk_rows=run.chunk_rows,
         history_bars=run.history_bars,
         dividends=run.dividends,
+        calendar=run.calendar,
         config=config,
         provenance=provenance,
         host=host,
@@ -148,6 +149,7 @@ def run_backtest(
     chunk_rows: int = CHUNK_ROWS,
     history_bars: int = HISTORY_BARS,
     dividends: Literal["cash", "reinvest"] = "cash",
+    calendar: str = "utc-days",
 ) -> BacktestResult:
     """Run a backtest with component objects directly (no config file).
 
@@ -155,9 +157,9 @@ def run_backtest(
     are cost models the broker applies in order (:meth:`SimulatedBroker.use_costs`; when empty,
     the broker keeps any models it was given). ``fill_models`` are fill models the broker
     combines (:meth:`SimulatedBroker.use_fill_models`; when empty, likewise).
-    ``stream``, ``chunk_rows``, ``history_bars`` and ``dividends`` are the ``run`` settings of
-    that name: with streaming, the data source's bars are read chunk by chunk while the loop
-    runs.
+    ``stream``, ``chunk_rows``, ``history_bars``, ``dividends`` and ``calendar`` are the ``run``
+    settings of that name: with streaming, the data source's bars are read chunk by chunk while
+    the loop runs.
     """
     clock = time.perf_counter  # durations only, for the benchmark; never time of day
     t0 = clock()
@@ -167,6 +169,10 @@ def run_backtest(
         strategies = [(_default_id(strategies), strategies)]
     check_run(market, strategies, benchmark)
     broker = broker or SimulatedBroker()
+    if calendar != "utc-days":
+        from tradeloom.calendars import SessionCalendar
+
+        broker.use_calendar(SessionCalendar.get(calendar))
     if costs:
         broker.use_costs(costs)
     if fill_models:

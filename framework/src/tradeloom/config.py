@@ -93,7 +93,7 @@ from pydantic.json_schema import models_json_schema
 
 from tradeloom.components import Component, Kind, Mode, Params
 from tradeloom.data.base import CHUNK_ROWS, HISTORY_BARS
-from tradeloom.errors import ConfigError, PluginError
+from tradeloom.errors import ConfigError, PluginError, TradeloomError
 from tradeloom.plugins import ComponentSpec, PluginHost, UnknownComponent
 
 __all__ = [
@@ -228,6 +228,23 @@ class RunConfig(_ConfigModel):
     """What a dividend from the data source's ``corporate_actions`` does on its ex-date:
     ``"cash"`` credits quantity × dividend (a short pays it); ``"reinvest"`` buys more units at
     the ex-date's close, as an adjusted close assumes."""
+    calendar: str = "utc-days"
+    """Trading sessions of the simulated broker: ``"utc-days"`` (default: UTC calendar days,
+    every bar tradeable), ``"24/7"``, or an exchange from exchange-calendars such as ``"XNYS"``
+    or ``"XLON"``: bars outside its sessions fill nothing, DAY orders expire at the session's
+    close, market-on-open/close orders use its opens and closes (early closes included)."""
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, value: str) -> str:
+        from tradeloom.calendars import SessionCalendar
+
+        if value in ("utc-days", "24/7"):
+            return value
+        try:
+            return SessionCalendar.get(value).name
+        except TradeloomError as exc:
+            raise ValueError(str(exc).removeprefix("run.calendar: ")) from None
 
     @field_validator("currency")
     @classmethod

@@ -567,6 +567,7 @@ class BacktestEngine:
         events = broker.events
         queue = self._queue
         at_close = broker.at_close
+        session_closes = broker.at_session_close  # market-on-close orders, if any
         make = tuple.__new__
         current = ""
         try:
@@ -585,7 +586,7 @@ class BacktestEngine:
                     bars = {symbol: bar}
                     for current, on_bars, ctx in per_step:  # noqa: B007 (read when it raises)
                         on_bars(ctx, bars)
-                if at_close and working:
+                if working and (at_close or session_closes):
                     current = ""
                     broker.on_close(bar)
                 if events or queue:
@@ -613,6 +614,7 @@ class BacktestEngine:
         events = broker.events
         queue = self._queue
         at_close = broker.at_close
+        session_closes = broker.at_session_close  # market-on-close orders, if any
         index = self._index
         aligned = self._aligned
         make = tuple.__new__
@@ -641,7 +643,7 @@ class BacktestEngine:
                             on_bar(ctx, bar)
                 for current, on_bars, ctx in per_step:  # noqa: B007 (read when it raises)
                     on_bars(ctx, bars)
-                if at_close:
+                if at_close or session_closes:
                     current = ""
                     for s, bar in bars.items():
                         if working[s]:

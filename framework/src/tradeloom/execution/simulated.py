@@ -39,8 +39,9 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from tradeloom.components import Capabilities, Mode, Params
@@ -68,6 +69,9 @@ from tradeloom.model import (
     TimeInForce,
 )
 from tradeloom.portfolio import Ledger
+
+if TYPE_CHECKING:
+    from tradeloom.calendars import SessionCalendar
 
 NS_PER_DAY = 86_400_000_000_000
 
@@ -102,6 +106,8 @@ class SimulatedBroker(Broker):
     _capacity_models: tuple[FillModel, ...] = ()
     _delay: tuple[int, int] = (0, 0)
     _models_at_close = False
+    # Sessions (set by use_calendar): None means UTC days, every bar inside a session.
+    _calendar: SessionCalendar | None = None
 
     def start(
         self,
@@ -129,6 +135,14 @@ class SimulatedBroker(Broker):
         """Orders not active yet (latency): the bar index they must pass and the first time."""
         self._room: tuple[str, int, float] | None = None
         """Volume left on the current bar of a symbol: ``(symbol, ts, units)``."""
+        self.at_session_close: dict[str, int] = {}
+        """Working market-on-close orders: the engine calls :meth:`on_close` while any exist."""
+        self._opening: dict[str, int] = {}
+        """Market-on-open orders: the session whose first bar they fill at."""
+        self._seen: dict[str, int] = {}
+        """The latest bar time of each symbol the broker was shown (for a bar's length)."""
+        self._sessions: dict[int, int] = {}
+        self._closes: dict[int, int] = {}
         self._fill_seq = 0
         self._accrued_ts: int | None = None
         for model, name in zip(self._costs, self._cost_names, strict=True):
@@ -142,11 +156,22 @@ class SimulatedBroker(Broker):
             if ref is not None:  # the first level trails the latest close
                 order = order._evolve(stop_price=order.trail_stop(ref))
         reason = self._refusal(order)
+        calendar = self._calendar
+        if not reason and calendar and order.tif in _ONE_BAR and self._session(ts) < 0:
+            reason = (
+                f"the market is closed ({calendar.name} session hours): an "
+                f"{order.tif.value.upper()} order cannot wait for the open"
+            )
         if reason:
             self._record(order.transition(OrderStatus.REJECTED, ts, reason), order.status)
             return
         self._record(order.transition(OrderStatus.ACCEPTED, ts), order.status)
-        self.working[order.symbol].append(order.client_order_id)
+        coid = order.client_order_id
+        self.working[order.symbol].append(coid)
+        if order.type is OrderType.MARKET_ON_OPEN:
+            self._opening[coid] = self._next_session(ts)
+        elif order.type is OrderType.MARKET_ON_CLOSE:
+            self.at_session_close[coid] = ts
         if self._delay != (0, 0):
             bars, ns = self._delay
             self._waiting[order.client_order_id] = (
@@ -246,6 +271,8 @@ class SimulatedBroker(Broker):
         working = self.working[bar.symbol]
         if not working:
             return
+        if self._calendar is not None and self._session(bar.ts) < 0:
+            return  # outside the session: orders wait
         orders = self.orders
         matched_groups: list[str] = []
         one_bar: list[str] = []
@@ -281,8 +308,11 @@ class SimulatedBroker(Broker):
                 self._close(order, OrderStatus.CANCELED, f"{what}: not filled on its first bar")
 
     def on_close(self, bar: Bar) -> None:
-        """With market orders filling at the close (``fill_at = "close"`` or a same-close fill
-        model): fill the working market orders of ``bar.symbol`` at its close."""
+        """At ``bar``'s close: fill the market-on-close orders whose session ends with it and,
+        with market orders filling at the close (``fill_at = "close"`` or a same-close fill
+        model), the working market orders of ``bar.symbol``."""
+        if self.at_session_close:
+            self._session_closes(bar)
         if not self.at_close:
             return
         if self._capacity_models and (self._room is None or self._room[:2] != (bar.symbol, bar.ts)):
@@ -292,6 +322,24 @@ class SimulatedBroker(Broker):
             ready = order.status.is_working and coid not in self._waiting
             if order.type is OrderType.MARKET and ready:
                 self._fill(order, bar.close, bar.ts, None, priced_on=bar)
+
+    def _session_closes(self, bar: Bar) -> None:
+        """Fill the market-on-close orders of ``bar.symbol`` if ``bar`` is the last bar of its
+        session: it reaches the session's close within one bar length (the time since the
+        symbol's previous bar), and it came after the bar the order was sent on."""
+        symbol, ts = bar.symbol, bar.ts
+        session = self._session(ts)
+        previous = self._seen.get(symbol)
+        self._seen[symbol] = ts
+        if session < 0:
+            return
+        for coid in list(self.working[symbol]):
+            sent = self.at_session_close.get(coid)
+            if sent is None or ts <= sent or coid in self._waiting:
+                continue
+            length = ts - max(previous if previous is not None else sent, sent)
+            if ts + length >= self._session_close(session, ts):
+                self._fill(self.orders[coid], bar.close, ts, None, priced_on=bar)
 
     def cancel_all(self, reason: str) -> None:
         for order in self.open_orders():
@@ -336,8 +384,18 @@ class SimulatedBroker(Broker):
             "Fills are limited by the fill models below (partial fills carry over)."
             if self._capacity_models
             else "Fills are complete; bar volume does not limit them.",
-            "DAY orders expire at the end of the UTC calendar day on which they could first fill.",
+            "DAY orders expire at the end of the session (UTC calendar day unless a calendar is "
+            "set) in which they could first fill.",
+            "Market-on-open orders fill at the open of the first bar of the next session; "
+            "market-on-close orders at the close of the last bar of a session (a bar that "
+            "reaches the session's close within one bar length), never the bar they were sent on.",
         ]
+        if self._calendar is not None:
+            lines.append(self._calendar.describe())
+            lines.append(
+                "Bars outside the sessions fill nothing (orders wait); IOC and FOK orders sent "
+                "outside a session are rejected."
+            )
         lines += [m.describe() for m in self._fill_models]
         if self._costs:
             lines.append(
@@ -365,6 +423,43 @@ class SimulatedBroker(Broker):
             max((d[1] for d in delays), default=0),
         )
         self._models_at_close = any(m.at_close for m in models)
+
+    def use_calendar(self, calendar: SessionCalendar | None) -> None:
+        """Trade in ``calendar``'s sessions: bars outside them fill nothing, IOC/FOK orders sent
+        outside them are rejected, DAY orders expire at the session's end, market-on-open and
+        market-on-close orders use its opens and closes. ``None`` or an always-open calendar:
+        sessions are UTC days and every bar is inside one (the default)."""
+        self._calendar = None if calendar is None or calendar.always_open else calendar
+
+    def _session(self, ts: int) -> int:
+        """The session containing ``ts`` (-1 outside every session)."""
+        calendar = self._calendar
+        if calendar is None:
+            return ts // NS_PER_DAY
+        found = self._sessions.get(ts)
+        if found is None:
+            found = self._sessions[ts] = int(calendar.session_index(np.array([ts]))[0])
+        return found
+
+    def _session_close(self, session: int, ts: int) -> int:
+        calendar = self._calendar
+        if calendar is None:
+            return (session + 1) * NS_PER_DAY
+        close = self._closes.get(session)
+        if close is None:
+            ordinals, _, closes = calendar.session_bounds(ts, ts)
+            for ordinal, end in zip(ordinals.tolist(), closes.tolist(), strict=True):
+                self._closes[ordinal] = end
+            close = self._closes.get(session, ts)
+        return close
+
+    def _next_session(self, ts: int) -> int:
+        """The first session that opens after ``ts``."""
+        current = self._session(ts)
+        if self._calendar is None:
+            return current + 1
+        after = self._session_close(current, ts) if current >= 0 else ts
+        return int(self._calendar.next_session_index(np.array([after]))[0])
 
     @property
     def at_close(self) -> bool:
@@ -519,7 +614,8 @@ class SimulatedBroker(Broker):
         return any(self.working.values())
 
     def _expired(self, coid: str, ts: int) -> bool:
-        day = ts // NS_PER_DAY
+        """A DAY order's session is the first in which it could fill; it expires after it."""
+        day = self._session(ts)
         first = self._active_day.setdefault(coid, day)
         return day != first
 
@@ -530,6 +626,11 @@ class SimulatedBroker(Broker):
         kind = order.type
         if kind is OrderType.MARKET:
             return (None if self.at_close else bar.open), order
+        if kind is OrderType.MARKET_ON_OPEN:
+            due = self._opening[order.client_order_id] <= self._session(bar.ts)
+            return (bar.open if due else None), order
+        if kind is OrderType.MARKET_ON_CLOSE:
+            return None, order  # filled in on_close
         trailing = kind is OrderType.TRAILING_STOP
         if (
             kind is OrderType.STOP
@@ -787,6 +888,9 @@ class SimulatedBroker(Broker):
     def _record(self, order: Order, previous: OrderStatus) -> None:
         self.orders[order.client_order_id] = order
         self.events.append(OrderUpdate(order, previous, order.updated_ts))
+        if order.status.is_terminal and order.type in _SESSION_ORDERS:
+            self.at_session_close.pop(order.client_order_id, None)
+            self._opening.pop(order.client_order_id, None)
 
     # --- corporate actions (called by the engine at the ex-date's open) ---------------------------
     def apply_split(self, symbol: str, ratio: float) -> None:
@@ -852,8 +956,18 @@ def _amount(name: str, model: CostModel, hook: str, call: Callable[..., Any], *a
     return amount
 
 
-_SLIPPED = frozenset({OrderType.MARKET, OrderType.STOP, OrderType.TRAILING_STOP})
+_SLIPPED = frozenset(
+    {
+        OrderType.MARKET,
+        OrderType.STOP,
+        OrderType.TRAILING_STOP,
+        OrderType.MARKET_ON_OPEN,
+        OrderType.MARKET_ON_CLOSE,
+    }
+)
 """Order types whose fills pay slippage (limit prices are never worsened)."""
+_SESSION_ORDERS = frozenset({OrderType.MARKET_ON_OPEN, OrderType.MARKET_ON_CLOSE})
+_ONE_BAR = frozenset({TimeInForce.IOC, TimeInForce.FOK})
 _NO_ENTRY = "bracket entry ended without a fill"
 
 

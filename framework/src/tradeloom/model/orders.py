@@ -44,6 +44,10 @@ class OrderType(StrEnum):
     TRAILING_STOP = "trailing_stop"
     """A stop whose level follows the market at a distance (``trail_amount`` or
     ``trail_percent``) and never moves back; ``stop_price`` holds its current level."""
+    MARKET_ON_OPEN = "market_on_open"
+    """Fills at the open of the first bar of the next session."""
+    MARKET_ON_CLOSE = "market_on_close"
+    """Fills at the close of the last bar of a session (the first such bar after the order)."""
 
 
 class TimeInForce(StrEnum):

@@ -9,7 +9,7 @@ future bar: not through the arrays it is given, nor through their ``.base``.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -129,14 +129,17 @@ class Context:
         trail_amount: float | None = None,
         trail_percent: float | None = None,
         tif: str | TimeInForce = TimeInForce.GTC,
+        at: Literal["open", "close"] | None = None,
     ) -> Order:
         """Place an order for ``quantity`` units (positive buys, negative sells).
 
         The type follows from the prices given: market (none), limit, stop, stop-limit (both),
         or a trailing stop (``trail_amount`` in price, or ``trail_percent``: its level starts
         that far from the latest close and follows the best price since, never moving back).
-        ``tif``: ``"gtc"`` (default), ``"day"``, ``"ioc"`` or ``"fok"``. Returns the order in
-        state PENDING; its acceptance or rejection arrives through ``on_order``.
+        ``tif``: ``"gtc"`` (default), ``"day"``, ``"ioc"`` or ``"fok"``. ``at="open"``: a
+        market-on-open order (the open of the next session's first bar); ``at="close"``: a
+        market-on-close order (the close of a session's last bar). Returns the order in state
+        PENDING; its acceptance or rejection arrives through ``on_order``.
         """
         # Kept flat: every order of every strategy passes here.
         if not (quantity == quantity and quantity != 0 and abs(quantity) != math.inf) or isinstance(
@@ -146,6 +149,15 @@ class Context:
         side = Side.BUY if quantity > 0 else Side.SELL
         if type(tif) is not TimeInForce:
             tif = self._tif(tif)
+        if at is not None:
+            if limit is not None or stop is not None or trail_amount or trail_percent:
+                raise RunError(f"order(): a market-on-{at} order takes no limit, stop or trail")
+            if at not in ("open", "close"):
+                raise RunError(f"order(): at must be 'open' or 'close', got {at!r}")
+            kind = OrderType.MARKET_ON_OPEN if at == "open" else OrderType.MARKET_ON_CLOSE
+            return self._engine.submit(
+                self.strategy_id, symbol, side, abs(float(quantity)), kind, None, None, tif
+            )
         if trail_amount is None and trail_percent is None:
             if limit is None:
                 kind = OrderType.MARKET if stop is None else OrderType.STOP
