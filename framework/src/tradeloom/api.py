@@ -234,6 +234,16 @@ def _result(
         orders=orders_frame(out.orders),
         fills=fills_frame(out.fills),
         cash_flows=cash_flows_frame(broker.ledger.cash_flows),
+        margin_calls=[
+            {
+                "time": pd.Timestamp(ts, tz="UTC").isoformat(),
+                "equity": call.equity,
+                "requirement": call.requirement,
+                "deficit": call.deficit,
+                "reason": call.reason,
+            }
+            for ts, call in broker.margin_calls
+        ],
         market=market,
         initial_cash=initial_cash,
         currency=currency,

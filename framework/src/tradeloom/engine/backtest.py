@@ -568,6 +568,7 @@ class BacktestEngine:
         queue = self._queue
         at_close = broker.at_close
         session_closes = broker.at_session_close  # market-on-close orders, if any
+        margin = broker.checks_margin
         make = tuple.__new__
         current = ""
         try:
@@ -589,6 +590,9 @@ class BacktestEngine:
                 if working and (at_close or session_closes):
                     current = ""
                     broker.on_close(bar)
+                if margin:
+                    current = ""
+                    broker.check_margin()
                 if events or queue:
                     self._deliver()
         except TradeloomError:
@@ -615,6 +619,7 @@ class BacktestEngine:
         queue = self._queue
         at_close = broker.at_close
         session_closes = broker.at_session_close  # market-on-close orders, if any
+        margin = broker.checks_margin
         index = self._index
         aligned = self._aligned
         make = tuple.__new__
@@ -648,6 +653,9 @@ class BacktestEngine:
                     for s, bar in bars.items():
                         if working[s]:
                             broker.on_close(bar)
+                if margin:
+                    current = ""
+                    broker.check_margin()
                 if events or queue:
                     self._deliver()
         except TradeloomError:

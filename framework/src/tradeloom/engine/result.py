@@ -74,6 +74,9 @@ class BacktestResult:
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds spent: ``load`` (data), ``loop`` (the engine), ``results`` (frames, metrics)."""
     cash_flows: pd.DataFrame = field(default_factory=lambda: cash_flows_frame(()))
+    margin_calls: list[dict[str, Any]] = field(default_factory=list)
+    """Margin calls of a margin account: time, equity, requirement, deficit and the reason
+    (the positions were closed at the next bar; the orders are in ``orders``)."""
 
     def report(self, path: str | Path) -> Path:
         """Write the self-contained HTML report to ``path`` and return it."""
@@ -222,6 +225,7 @@ def build_result(
     provenance: dict[str, Any],
     conventions: list[str],
     cash_flows: pd.DataFrame | None = None,
+    margin_calls: list[dict[str, Any]] | None = None,
 ) -> BacktestResult:
     """Metrics, benchmark and provenance around the frames an engine produced
     (``cash_flows`` defaults to none)."""
@@ -263,4 +267,5 @@ def build_result(
         data_fingerprint=provenance["data_fingerprint"],
         provenance=provenance,
         cash_flows=cash_flows if cash_flows is not None else cash_flows_frame(()),
+        margin_calls=margin_calls or [],
     )

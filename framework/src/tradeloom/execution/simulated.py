@@ -46,6 +46,7 @@ from pydantic import Field
 
 from tradeloom.components import Capabilities, Mode, Params
 from tradeloom.errors import RunError
+from tradeloom.execution.accounts import Account, CashAccount, MarginAccount, MarginCall
 from tradeloom.execution.broker import Broker, BrokerEvent, MarketView
 from tradeloom.execution.cost_models import (
     BUILTIN_COST_MODELS,
@@ -90,6 +91,11 @@ class SimulatedBroker(Broker):
         """Slippage against the trader on market and stop fills, in basis points."""
         allow_short: bool = True
         """Allow sells that take a position below zero."""
+        account: Account = Field(default_factory=CashAccount)
+        """``{type = "cash"}`` (default: buys need the cash) or ``{type = "margin",
+        initial_margin = 0.5, maintenance_margin = 0.25, max_leverage = 2}``: opening orders
+        need initial margin and stay under the leverage cap; when equity falls below the
+        maintenance requirement at a bar's close, every position is closed at the next bar."""
 
     capabilities = Capabilities(modes=frozenset({Mode.BACKTEST}), short_selling=True)
 
@@ -143,6 +149,9 @@ class SimulatedBroker(Broker):
         """The latest bar time of each symbol the broker was shown (for a bar's length)."""
         self._sessions: dict[int, int] = {}
         self._closes: dict[int, int] = {}
+        self.margin_calls: list[tuple[int, MarginCall]] = []
+        """``(ts, call)`` of every margin call (margin accounts)."""
+        self._liquidating: set[str] = set()
         self._fill_seq = 0
         self._accrued_ts: int | None = None
         for model, name in zip(self._costs, self._cost_names, strict=True):
@@ -210,6 +219,9 @@ class SimulatedBroker(Broker):
                 f"new quantity {order.quantity:g} is not above the {current.filled_quantity:g} "
                 "already filled"
             )
+        elif current.status.is_working and self._margin is not None:
+            ref = self.ledger.last_price.get(order.symbol, 0.0)
+            why = self._margin_refusal(order, ref, exclude=order.client_order_id)
         elif current.status.is_working and order.side is Side.BUY:
             ref = self.ledger.last_price.get(order.symbol, 0.0)
             why = self._cash_refusal(order, ref, exclude=order.client_order_id)
@@ -375,12 +387,16 @@ class SimulatedBroker(Broker):
             "on is canceled.",
             p.fees.describe(),
             f"Slippage: {p.slippage_bps:g} bps against the trader on market and stop fills.",
-            "Cash account: buys that the account cannot pay for are rejected; short sales "
-            + (
-                "allowed (no margin modelled; covering is never refused)."
-                if p.allow_short
-                else "not allowed."
-            ),
+            (
+                "Cash account: buys that the account cannot pay for are rejected; short sales "
+                + (
+                    "allowed (no margin modelled; covering is never refused)."
+                    if p.allow_short
+                    else "not allowed."
+                )
+            )
+            if self._margin is None
+            else self._margin.describe() + " Orders that reduce a position are never refused.",
             "Fills are limited by the fill models below (partial fills carry over)."
             if self._capacity_models
             else "Fills are complete; bar volume does not limit them.",
@@ -542,6 +558,8 @@ class SimulatedBroker(Broker):
         ref = self.ledger.last_price.get(order.symbol)
         if ref is None:
             return f"no price yet for {order.symbol}"
+        if self._margin is not None:
+            return self._margin_refusal(order, ref)
         if order.side is Side.SELL:
             if not self.params.allow_short:
                 working_sells = sum(
@@ -712,7 +730,11 @@ class SimulatedBroker(Broker):
                     return
                 qty = room[2]
             self._room = (room[0], room[1], room[2] - qty)
-        opens_long = order.side is Side.BUY and self.ledger.quantity(order.symbol) + qty > 1e-9
+        opens_long = (  # a margin account borrows: it was checked at submission
+            order.side is Side.BUY
+            and self.ledger.quantity(order.symbol) + qty > 1e-9
+            and self._margin is None
+        )
         if self._costs:
             priced = self._with_costs(
                 order, raw, price, qty, ts, priced_on if bar is None else bar, opens_long
@@ -866,6 +888,101 @@ class SimulatedBroker(Broker):
     def _capacity(self, bar: Bar) -> float:
         return min(m.capacity(bar) for m in self._capacity_models)
 
+    # --- margin account ---------------------------------------------------------------------
+    @property
+    def _margin(self) -> MarginAccount | None:
+        account = self.params.account
+        return account if isinstance(account, MarginAccount) else None
+
+    def _opening_units(self, order: Order, exclude: str = "") -> float:
+        """Units of ``order`` that open or add to a position, once the position and the other
+        working orders of its symbol are netted (``exclude``: an order left out of them)."""
+        pending = 0.0
+        for coid in self.working[order.symbol]:
+            if coid != order.client_order_id and coid != exclude:
+                other = self.orders[coid]
+                pending += other.remaining * other.side.sign
+        after = self.ledger.quantity(order.symbol) + pending
+        if (order.side is Side.BUY) == (after >= 0):  # same direction, or flat: all opens
+            return order.remaining
+        return max(0.0, order.remaining - abs(after))
+
+    def _margin_refusal(self, order: Order, ref: float, exclude: str = "") -> str:
+        """Initial margin and leverage cap of a margin account for the opening part of
+        ``order`` (reducing a position is never refused)."""
+        ledger = self.ledger
+        if order.side is Side.SELL and not self.params.allow_short:
+            held = ledger.quantity(order.symbol)
+            if order.quantity > held + 1e-9:
+                return f"short selling is disabled: selling {order.quantity:g} with {held:g} held"
+        opening = self._opening_units(order, exclude)
+        if opening <= 1e-9:
+            return ""
+        account = self._margin
+        assert account is not None
+        price = order.limit_price or order.stop_price or ref
+        reserved = reserved_short = 0.0
+        for ids in self.working.values():
+            for coid in ids:
+                if coid == order.client_order_id or coid == exclude:
+                    continue
+                other = self.orders[coid]
+                part = self._opening_units(other) * ledger.last_price.get(other.symbol, 0.0)
+                reserved += part
+                if other.side is Side.SELL:
+                    reserved_short += part
+        short_exposure = sum(
+            -b.quantity * ledger.last_price.get(s, b.avg_price)
+            for s, b in ledger.books.items()
+            if b.quantity < 0
+        )
+        return account.refusal(
+            opening * price, True, ledger.equity(), ledger.cash, ledger.gross_exposure(),
+            reserved, short=order.side is Side.SELL, short_exposure=short_exposure,
+            reserved_short=reserved_short,
+        )  # fmt: skip
+
+    @property
+    def checks_margin(self) -> bool:
+        """A margin account: the engine calls :meth:`check_margin` after every bar."""
+        return self._margin is not None
+
+    def check_margin(self) -> None:
+        """At a bar's close (margin accounts; the engine calls it after every bar): on a margin
+        call, cancel every open order and close every position at the next bar's open."""
+        account = self._margin
+        if account is None or self._liquidating:
+            return
+        ledger = self.ledger
+        long_value = short_value = 0.0
+        positions = {}
+        for symbol, book in ledger.books.items():
+            if book.quantity == 0.0:
+                continue
+            price = ledger.last_price.get(symbol, book.avg_price)
+            positions[symbol] = (book.quantity, price)
+            if book.quantity > 0:
+                long_value += book.quantity * price
+            else:
+                short_value -= book.quantity * price
+        call = account.margin_call(ledger.equity(), long_value, short_value)
+        if call is None:
+            return
+        now = self._now
+        self.margin_calls.append((now, call))
+        self.cancel_all(call.reason)
+        for symbol, quantity in account.liquidation_plan(positions, call.equity).items():
+            coid = f"margin-call-{len(self.margin_calls)}-{symbol}"
+            side = Side.SELL if quantity > 0 else Side.BUY
+            order = Order(
+                coid, symbol, side, abs(quantity), OrderType.MARKET, None, None, TimeInForce.GTC,
+                "margin-call", OrderStatus.PENDING, 0.0, 0.0, now, now,
+            )  # fmt: skip
+            accepted = order._evolve(status=OrderStatus.ACCEPTED, reason=call.reason)
+            self._record(accepted, order.status)
+            self.working[symbol].append(coid)
+            self._liquidating.add(coid)
+
     def _refusal_as_exit(self, order: Order) -> str:
         if order.side is Side.SELL and not self.params.allow_short:
             held = self.ledger.quantity(order.symbol)
@@ -888,6 +1005,8 @@ class SimulatedBroker(Broker):
     def _record(self, order: Order, previous: OrderStatus) -> None:
         self.orders[order.client_order_id] = order
         self.events.append(OrderUpdate(order, previous, order.updated_ts))
+        if order.status.is_terminal and self._liquidating:
+            self._liquidating.discard(order.client_order_id)
         if order.status.is_terminal and order.type in _SESSION_ORDERS:
             self.at_session_close.pop(order.client_order_id, None)
             self._opening.pop(order.client_order_id, None)

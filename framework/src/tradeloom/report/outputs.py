@@ -47,9 +47,11 @@ def write_outputs(result: BacktestResult, out_dir: Path) -> dict[str, Path]:
 
 def metrics_json(result: BacktestResult) -> str:
     """The metrics as JSON (sorted keys, indent 2, stable float rounding) with an
-    ``"assumptions"`` key: the list of :attr:`BacktestResult.conventions`."""
+    ``"assumptions"`` key (the list of :attr:`BacktestResult.conventions`) and a
+    ``"margin_calls"`` key (:attr:`BacktestResult.margin_calls`, empty for a cash account)."""
     data = json.loads(result.metrics.to_json())
     data["assumptions"] = list(result.conventions)
+    data["margin_calls"] = list(result.margin_calls)
     return json.dumps(data, sort_keys=True, indent=2, allow_nan=False, ensure_ascii=False)
 
 
