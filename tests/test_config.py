@@ -541,8 +541,11 @@ def test_to_dict_is_canonical(host: PluginHost) -> None:
             "history_bars": 10000,
             "dividends": "cash",
             "calendar": "utc-days",
+            "currencies": {},
         },
     }
+    # No FX source: the key is left out, like every absent value (TOML has no null).
+    assert resolved.fx is None and resolved.config.fx is None
 
 
 def test_costs_are_resolved_in_order_and_canonical(host: PluginHost, tmp_path: Path) -> None:
@@ -594,6 +597,60 @@ def test_fill_models_are_resolved_and_canonical(host: PluginHost, tmp_path: Path
     assert without.fill_models == [] and without.to_dict()["fill_models"] == []
     assert without.config_hash() != resolved.config_hash()
     assert load_deployment([write(tmp_path, VALID, "v.toml")], host=host).fill_models == []
+
+
+FX = '[fx]\ntype = "csv"\nparams = { path = "fx.csv" }\n'
+
+
+def test_fx_source_and_currencies_are_resolved_and_canonical(
+    host: PluginHost, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        VALID
+        + FX
+        + '[run]\ncurrency = "EUR"\n'
+        + '[run.currencies]\nAAPL = "USD"\nSAP = "EUR"\n"BRK.B" = "USD"\n',
+    )
+    resolved = load_deployment([path], host=host)
+    assert resolved.fx is not None
+    assert (resolved.fx.path, resolved.fx.type) == ("fx", "csv")
+    assert resolved.fx.params == CsvParams(path="fx.csv")
+    assert isinstance(resolved.fx.build(), FakeCsv)
+    assert resolved.components()[:2] == [resolved.data, resolved.fx]
+    assert resolved.run.currencies == {"AAPL": "USD", "SAP": "EUR", "BRK.B": "USD"}
+    canonical = resolved.to_dict()
+    assert canonical["fx"] == {"type": "csv", "params": {"path": "fx.csv", "symbols": []}}
+    assert canonical["run"]["currencies"] == {"AAPL": "USD", "SAP": "EUR", "BRK.B": "USD"}
+    assert resolved.config.fx is not None
+    assert resolved.config.fx.params == {"path": "fx.csv", "symbols": []}
+    again = resolve(tomllib.loads(resolved.to_toml()), host)
+    assert again.to_dict() == canonical
+    assert again.config_hash() == resolved.config_hash()
+    other = load_deployment([path], ["fx.params.path=other.csv"], host=host)
+    assert other.config_hash() != resolved.config_hash()
+    # Symbols in the account currency need no FX source.
+    without = load_deployment(
+        [write(tmp_path, VALID + '[run]\ncurrencies = { SAP = "USD" }\n', "v.toml")], host=host
+    )
+    assert without.fx is None and "fx" not in without.to_dict()
+    assert without.run.currencies == {"SAP": "USD"}
+    assert without.config_hash() != resolved.config_hash()
+
+
+def test_a_later_fx_source_of_another_type_replaces_the_earlier_one(
+    host: PluginHost, tmp_path: Path
+) -> None:
+    write(tmp_path, VALID + FX, "base.toml")
+    top = write(
+        tmp_path,
+        'extends = ["base.toml"]\n[fx]\ntype = "feed"\nparams = { symbols = ["EURUSD"] }\n',
+        "top.toml",
+    )
+    resolved = load_deployment([top], host=host)
+    assert resolved.fx is not None and resolved.fx.params == FeedParams(symbols=["EURUSD"])
+    again = load_deployment([top], ["fx.params.symbols=['USDJPY']"], host=host)
+    assert again.fx is not None and again.fx.params == FeedParams(symbols=["USDJPY"])
 
 
 def test_decimals_render_as_numbers_when_exact(host: PluginHost) -> None:
@@ -850,6 +907,75 @@ BAD = [
         path="run.currency",
     ),
     Bad(
+        "bad-currency-in-currencies",
+        VALID + FX + '[run]\ncurrencies = { SAP = "eur" }\n',
+        expect=(
+            "run.currencies.SAP: expected a three-letter upper-case currency code like USD",
+            "did you mean 'EUR'?",
+            "(got 'eur')",
+        ),
+        path="run.currencies.SAP",
+    ),
+    Bad(
+        "quoted-symbol-with-bad-currency",
+        VALID + FX + '[run.currencies]\n"BRK.B" = "DOLLARS"\n',
+        expect=('run.currencies."BRK.B": expected a three-letter upper-case currency code',),
+        path='run.currencies."BRK.B"',
+    ),
+    Bad(
+        "currencies-not-a-table",
+        VALID + FX + '[run]\ncurrencies = "EUR"\n',
+        expect=("run.currencies: expected a table (got 'EUR')",),
+        path="run.currencies",
+    ),
+    Bad(
+        "foreign-currency-without-fx",
+        VALID + '[run]\ncurrency = "EUR"\ncurrencies = { AAPL = "USD", SAP = "EUR" }\n',
+        expect=(
+            "run.currencies: symbols quoted in another currency than the account's (EUR) need "
+            "FX rates, but no FX source is configured (AAPL in USD)",
+            "add an [fx] data source whose symbols are the pairs USDEUR (or their inverses)",
+        ),
+        path="run.currencies",
+    ),
+    Bad(
+        "foreign-currency-without-fx-set-on-the-command-line",
+        VALID,
+        overrides=["run.currencies.SAP=EUR"],
+        expect=("run.currencies: symbols quoted in another currency", "add an [fx] data source"),
+        path="run.currencies",
+    ),
+    Bad(
+        "unknown-fx-type",
+        VALID + '[fx]\ntype = "excel"\n',
+        expect=("fx.type: unknown data source type 'excel'", "installed: csv, feed"),
+        path="fx.type",
+    ),
+    Bad(
+        "wrong-fx-param-type",
+        VALID + '[fx]\ntype = "csv"\nparams = { path = 1 }\n',
+        expect=("fx.params.path: Input should be a valid string", "(got 1)"),
+        path="fx.params.path",
+    ),
+    Bad(
+        "unknown-fx-param",
+        VALID + '[fx]\ntype = "feed"\nparams = { symbols = [], pairs = 1 }\n',
+        expect=("fx.params.pairs: unknown key; valid keys: symbols",),
+        path="fx.params.pairs",
+    ),
+    Bad(
+        "live-mode-with-backtest-only-fx",
+        'mode = "live"\n'
+        + VALID.replace(
+            'type = "csv"\nparams = { path = "prices.csv" }',
+            'type = "feed"\nparams = { symbols = ["SAP"] }',
+        )
+        + FX
+        + '[broker]\ntype = "venue"\nparams = { api_key = "k" }\n',
+        expect=("fx.type: data source 'csv' (tradeloom-test 1.0) does not support mode 'live'",),
+        path="fx.type",
+    ),
+    Bad(
         "bad-mode",
         'mode = "production"\n' + VALID,
         expect=("mode: Input should be 'backtest', 'paper' or 'live' (got 'production')",),
@@ -1090,6 +1216,10 @@ def test_json_schema_lists_every_component_with_param_descriptions(host: PluginH
     assert props["costs"]["default"] == []
     assert consts(props["fill_models"]["items"]) == ["volume-participation"]
     assert props["fill_models"]["default"] == []
+    assert consts(props["fx"]) == ["csv", "feed"]
+    currencies = schema["$defs"]["RunConfig"]["properties"]["currencies"]
+    assert currencies["type"] == "object"
+    assert currencies["additionalProperties"] == {"type": "string", "pattern": "^[A-Z]{3}$"}
     sma = schema["$defs"][props["strategy"]["oneOf"][1]["$ref"].split("/")[-1]]
     assert set(sma["properties"]) == {"type", "id", "params"}
     assert sma["additionalProperties"] is False
@@ -1105,6 +1235,16 @@ def test_json_schema_validates_the_canonical_config(host: PluginHost) -> None:
     jsonschema.validate(resolved.to_dict(), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**resolved.to_dict(), "colour": 1}, schema)
+    with_fx = load_deployment(
+        [CONFIGS / "base.toml"],
+        {"fx": {"type": "csv", "params": {"path": "fx.csv"}}, "run.currencies": {"X": "USD"}},
+        host=host,
+    ).to_dict()
+    jsonschema.validate(with_fx, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(
+            {**with_fx, "run": {**with_fx["run"], "currencies": {"X": "usd"}}}, schema
+        )
 
 
 def test_json_schema_with_no_components_installed() -> None:

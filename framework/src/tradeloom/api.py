@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -31,10 +32,11 @@ from tradeloom.engine.result import (
     orders_frame,
     trades_frame,
 )
-from tradeloom.errors import ConfigError
+from tradeloom.errors import ConfigError, DataError
 from tradeloom.execution import SimulatedBroker
 from tradeloom.execution.cost_models import CostModel
 from tradeloom.execution.fills import FillModel
+from tradeloom.portfolio.fx import FxRates
 from tradeloom.risk import RiskGate, RiskRule
 from tradeloom.strategy import Strategy
 
@@ -95,6 +97,7 @@ def run_deployment(
         fill_model = rc.build()
         fill_model.name = rc.spec.name  # type: ignore[attr-defined]  # its registered name
         fill_models.append(fill_model)
+    fx = resolved.fx.build() if resolved.fx is not None else None
     run = resolved.run
     config = resolved.to_dict(mask_secrets=True)
     provenance = _provenance(resolved, [s for _, s in strategies])
@@ -108,6 +111,8 @@ def run_deployment(
         fill_models=fill_models,
         initial_cash=run.initial_cash,
         currency=run.currency,
+        fx=fx,
+        currencies=run.currencies,
         start=run.start,
         end=run.end,
         benchmark=run.benchmark,
@@ -150,6 +155,8 @@ def run_backtest(
     history_bars: int = HISTORY_BARS,
     dividends: Literal["cash", "reinvest"] = "cash",
     calendar: str = "utc-days",
+    fx: DataSource | MarketData | FxRates | None = None,
+    currencies: Mapping[str, str] | None = None,
 ) -> BacktestResult:
     """Run a backtest with component objects directly (no config file).
 
@@ -160,6 +167,12 @@ def run_backtest(
     ``stream``, ``chunk_rows``, ``history_bars``, ``dividends`` and ``calendar`` are the ``run``
     settings of that name: with streaming, the data source's bars are read chunk by chunk while
     the loop runs.
+
+    ``currencies`` maps symbols to their quote currency (``run.currencies``; symbols not listed
+    are in ``currency``). When one differs from ``currency``, ``fx`` supplies the rates: a data
+    source or market data whose symbols are pairs named BASEQUOTE (loaded whole up to ``end``,
+    so the first rates precede the first bar), or :class:`~tradeloom.portfolio.fx.FxRates`
+    in ``currency``. A rate must exist at the first bar of the data for every such currency.
     """
     clock = time.perf_counter  # durations only, for the benchmark; never time of day
     t0 = clock()
@@ -168,6 +181,9 @@ def run_backtest(
     if isinstance(strategies, Strategy):
         strategies = [(_default_id(strategies), strategies)]
     check_run(market, strategies, benchmark)
+    fx_engine, fx_provenance = _fx_inputs(market, fx, currencies, currency, end)
+    if fx_provenance:
+        provenance = {**(provenance or {}), **fx_provenance}
     broker = broker or SimulatedBroker()
     if calendar != "utc-days":
         from tradeloom.calendars import SessionCalendar
@@ -191,6 +207,7 @@ def run_backtest(
             progress=progress,
             history_bars=history_bars,
             dividends=dividends,
+            **fx_engine,
         )
         t1 = clock()
         output = engine.run()
@@ -213,6 +230,71 @@ def run_backtest(
             summary={"status": "completed", "error": None, "metrics": result.metrics.model_dump()},
         )
     return result
+
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def _fx_inputs(
+    market: MarketData | ChunkedMarket,
+    fx: DataSource | MarketData | FxRates | None,
+    currencies: Mapping[str, str] | None,
+    currency: str,
+    end: pd.Timestamp | str | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The engine's ``fx`` / ``currencies`` keywords and the provenance entries for a run whose
+    ``currencies`` quote symbols in another currency than ``currency``; both empty otherwise."""
+    if not currencies:
+        return {}, {}
+    for symbol, code in currencies.items():
+        if not isinstance(code, str) or not _CURRENCY.match(code):
+            raise ConfigError(
+                f"expected a three-letter upper-case currency code like USD (got {code!r})",
+                path=f"run.currencies.{symbol}",
+            )
+    unknown = sorted(symbol for symbol in currencies if symbol not in market.symbols)
+    if unknown:
+        raise ConfigError(
+            f"symbol(s) {', '.join(unknown)} not in the data, which holds "
+            f"{', '.join(market.symbols)}; list only symbols of the data",
+            path="run.currencies",
+        )
+    foreign = {s: currencies[s] for s in sorted(currencies) if currencies[s] != currency}
+    if not foreign:
+        return {}, {}
+    listed = ", ".join(f"{s} in {c}" for s, c in foreign.items())
+    if fx is None:
+        raise ConfigError(
+            f"symbols quoted in another currency than the account's ({currency}) need FX rates, "
+            f"but none were given ({listed}): add an [fx] data source (or pass fx=...)",
+            path="run.currencies",
+        )
+    if isinstance(fx, FxRates):
+        if fx.account_currency != currency:
+            raise ConfigError(
+                f"the FX rates convert into {fx.account_currency}, but the account currency is "
+                f"{currency}; build them with FxRates({currency!r}, ...)",
+                path="fx",
+            )
+        rates, description = fx, f"FxRates({currency!r}) with pairs {', '.join(fx.pairs)}"
+    else:
+        # Whole up to `end`, no `start`: the rate at the first bar is the last one before it.
+        fx_market = load_market(fx, None, end, slot="fx")
+        assert isinstance(fx_market, MarketData)  # loaded whole: never streamed
+        try:
+            rates = FxRates.from_market(currency, fx_market, fx_market.symbols)
+        except DataError as exc:
+            raise ConfigError(str(exc), path="fx") from exc
+        description = fx_market.description
+    # Streamed data's first bar is known only once read; the engine then finds a missing rate.
+    if isinstance(market, MarketData):
+        first_ts = min(int(f.index[:1].as_unit("ns").asi8[0]) for f in market.frames.values())
+        for code in sorted(set(foreign.values())):
+            try:
+                rates.rate(code, first_ts)
+            except DataError as exc:
+                raise ConfigError(str(exc), path="fx") from exc
+    return {"fx": rates, "currencies": foreign}, {"currencies": foreign, "fx": description}
 
 
 def _result(

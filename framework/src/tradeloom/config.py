@@ -28,10 +28,15 @@ A deployment is described in TOML::
     type = "volume-participation"
     params = { max_participation = 0.1 }
 
+    [fx]                                               # default: none; FX pairs as BASEQUOTE
+    type = "dataset"
+    params = { name = "eurusd-1h" }
+
     [run]
     start = 2020-01-01
     end = 2023-12-31
     initial_cash = 100_000
+    currencies = { SAP = "EUR" }                       # default: every symbol in `currency`
 
 Loading goes in this order:
 
@@ -75,6 +80,7 @@ from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin
 import pandas as pd
 import tomli_w
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -199,6 +205,21 @@ def _no_bool(value: Any) -> Any:
     return value
 
 
+def _currency_code(value: str) -> str:
+    if not _CURRENCY_RE.match(value):
+        hint = f"; did you mean {value.upper()!r}?" if _CURRENCY_RE.match(value.upper()) else ""
+        raise ValueError(f"expected a three-letter upper-case currency code like USD{hint}")
+    return value
+
+
+_CurrencyCode = Annotated[
+    str,
+    AfterValidator(_currency_code),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$"}),
+]
+"""A three-letter upper-case ISO 4217 code such as ``"USD"``."""
+
+
 class RunConfig(_ConfigModel):
     """What to run: the time range, the starting account and the benchmark."""
 
@@ -210,7 +231,7 @@ class RunConfig(_ConfigModel):
         100_000.0
     )
     """Starting cash of the account, in `currency`; must be greater than 0."""
-    currency: Annotated[str, WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$"})] = "USD"
+    currency: _CurrencyCode = "USD"
     """Account currency: a three-letter upper-case ISO 4217 code such as USD or EUR."""
     benchmark: str | None = Field(default=None, min_length=1)
     """Symbol of the benchmark series for alpha/beta in reports (optional)."""
@@ -233,6 +254,10 @@ class RunConfig(_ConfigModel):
     every bar tradeable), ``"24/7"``, or an exchange from exchange-calendars such as ``"XNYS"``
     or ``"XLON"``: bars outside its sessions fill nothing, DAY orders expire at the session's
     close, market-on-open/close orders use its opens and closes (early closes included)."""
+    currencies: dict[str, _CurrencyCode] = Field(default_factory=dict)
+    """Quote currency of each symbol not priced in `currency`, e.g. ``{ SAP = "EUR" }``:
+    its prices, fills and costs are in that currency and converted into `currency` with the
+    rates of the `fx` data source. Symbols not listed are in `currency`. Default: none."""
 
     @field_validator("calendar")
     @classmethod
@@ -246,14 +271,6 @@ class RunConfig(_ConfigModel):
         except TradeloomError as exc:
             raise ValueError(str(exc).removeprefix("run.calendar: ")) from None
 
-    @field_validator("currency")
-    @classmethod
-    def _check_currency(cls, value: str) -> str:
-        if not _CURRENCY_RE.match(value):
-            hint = f"; did you mean {value.upper()!r}?" if _CURRENCY_RE.match(value.upper()) else ""
-            raise ValueError(f"expected a three-letter upper-case currency code like USD{hint}")
-        return value
-
     @model_validator(mode="after")
     def _check_range(self) -> RunConfig:
         if self.start is not None and self.end is not None and self.end < self.start:
@@ -266,7 +283,7 @@ class RunConfig(_ConfigModel):
 
 class DeploymentConfig(_ConfigModel):
     """A tradeloom deployment: data source, strategies, risk rules, broker, cost models, fill
-    models and run settings."""
+    models, FX rates and run settings."""
 
     mode: Mode = Mode.BACKTEST
     """Run mode: backtest (simulated clock and broker), paper (real-time, simulated broker) or
@@ -289,6 +306,10 @@ class DeploymentConfig(_ConfigModel):
     fill_models: list[ComponentConfig] = Field(default_factory=list)
     """Fill models the simulated broker combines: when an order can first trade and how much of
     it a bar can fill (see docs/fills.md). Default: none (the broker's own `fill_at`)."""
+    fx: ComponentConfig | None = None
+    """A data source of FX rates, needed when `run.currencies` quotes a symbol in another
+    currency than `run.currency`: its symbols are pairs named BASEQUOTE (EURUSD = USD per 1
+    EUR) and their closes are the rates. Default: none."""
     run: RunConfig = Field(default_factory=RunConfig)
     """Time range, starting cash, currency and benchmark."""
 
@@ -318,6 +339,22 @@ class DeploymentConfig(_ConfigModel):
                     f"default to the type name): give each strategy a unique `id`",
                 )
             seen[sid] = index
+        return self
+
+    @model_validator(mode="after")
+    def _check_fx(self) -> DeploymentConfig:
+        run = self.run
+        foreign = {s: c for s, c in run.currencies.items() if c != run.currency}
+        if foreign and self.fx is None:
+            listed = ", ".join(f"{s} in {c}" for s, c in sorted(foreign.items()))
+            pairs = ", ".join(sorted({f"{c}{run.currency}" for c in foreign.values()}))
+            raise _PathError(
+                ("run", "currencies"),
+                f"symbols quoted in another currency than the account's ({run.currency}) need "
+                f"FX rates, but no FX source is configured ({listed}): add an [fx] data source "
+                f"whose symbols are the pairs {pairs} (or their inverses), e.g. "
+                '[fx] type = "dataset", params = { name = "eurusd-1h" }',
+            )
         return self
 
     def strategy_slots(self) -> list[tuple[Loc, StrategyConfig]]:
@@ -381,11 +418,15 @@ class ResolvedDeployment:
     """Cost models of the simulated broker, in the order they apply (default: none)."""
     fill_models: list[ResolvedComponent] = field(default_factory=list)
     """Fill models of the simulated broker, combined (default: none)."""
+    fx: ResolvedComponent | None = None
+    """The data source of FX rates (default: none)."""
 
     def components(self) -> list[ResolvedComponent]:
-        """Every component: data, strategies, risk rules, broker, cost models, fill models."""
+        """Every component: data, FX data (if any), strategies, risk rules, broker, cost
+        models, fill models."""
         return [
             self.data,
+            *([self.fx] if self.fx is not None else []),
             *self.strategies,
             *self.risk,
             self.broker,
@@ -396,10 +437,13 @@ class ResolvedDeployment:
     def to_dict(self, mask_secrets: bool = True) -> dict[str, Any]:
         """The canonical form: always ``strategies`` (with ids), every param with its default
         filled in, dates as ISO strings, secrets masked unless ``mask_secrets=False``. Keys
-        whose value is ``None`` are left out (TOML has no null). JSON- and TOML-serialisable."""
+        whose value is ``None`` are left out (TOML has no null), so is ``fx`` when there is
+        none. JSON- and TOML-serialisable."""
+        fx = {"fx": self.fx.to_dict(mask_secrets)} if self.fx is not None else {}
         return {
             "mode": self.mode.value,
             "data": self.data.to_dict(mask_secrets),
+            **fx,
             "strategies": [s.to_dict(mask_secrets) for s in self.strategies],
             "risk": [r.to_dict(mask_secrets) for r in self.risk],
             "broker": self.broker.to_dict(mask_secrets),
@@ -666,7 +710,7 @@ def _read_toml(path: Path, shown: str) -> dict[str, Any]:
         raise ConfigError(f"{shown}: invalid TOML: {text}") from None
 
 
-_COMPONENT_SLOTS = ("data", "strategy", "broker")
+_COMPONENT_SLOTS = ("data", "strategy", "broker", "fx")
 _EXCLUSIVE = {"strategy": "strategies", "strategies": "strategy"}
 
 
@@ -939,9 +983,10 @@ def _resolve(
     fill_models = [
         component(("fill_models", i), Kind.FILL_MODEL, f) for i, f in enumerate(outer.fill_models)
     ]
+    fx = component(("fx",), Kind.DATA_SOURCE, outer.fx) if outer.fx is not None else None
     if problems:
         raise _problems_error(problems)
-    config = _masked_config(outer, data, strategies, risk, broker, costs, fill_models)
+    config = _masked_config(outer, data, strategies, risk, broker, costs, fill_models, fx)
     return ResolvedDeployment(
         config=config,
         data=data,
@@ -953,6 +998,7 @@ def _resolve(
         sources=list(sources),
         costs=costs,
         fill_models=fill_models,
+        fx=fx,
     )
 
 
@@ -1012,6 +1058,7 @@ def _masked_config(
     broker: ResolvedComponent,
     costs: list[ResolvedComponent],
     fill_models: list[ResolvedComponent],
+    fx: ResolvedComponent | None,
 ) -> DeploymentConfig:
     """``outer`` with each component's params replaced by its validated, masked JSON form."""
 
@@ -1025,6 +1072,8 @@ def _masked_config(
         "costs": [masked(s, c) for s, c in zip(outer.costs, costs, strict=True)],
         "fill_models": [masked(s, c) for s, c in zip(outer.fill_models, fill_models, strict=True)],
     }
+    if outer.fx is not None and fx is not None:
+        update["fx"] = masked(outer.fx, fx)
     if outer.strategy is not None:
         update["strategy"] = masked(outer.strategy, strategies[0])
     else:
@@ -1286,6 +1335,10 @@ def json_schema(host: PluginHost) -> dict[str, Any]:
         "type": "array",
         "default": [],
         "items": one_of(Kind.FILL_MODEL, ComponentConfig),
+    }
+    props["fx"] = {
+        "description": fields["fx"].description,
+        **one_of(Kind.DATA_SOURCE, ComponentConfig),
     }
     for name in props:
         props[name].setdefault("title", name.replace("_", " ").capitalize())

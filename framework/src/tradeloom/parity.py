@@ -33,6 +33,7 @@ __all__ = [
     "compare_trades",
     "refuse_cost_models",
     "refuse_fill_models",
+    "refuse_foreign_currencies",
     "run_parity",
 ]
 
@@ -208,7 +209,8 @@ def run_parity(
     the vector engine (:func:`tradeloom.vector.run_signals`) and compare the two.
 
     The deployment must hold exactly one strategy, which implements ``signals``, no risk
-    rules, no cost models and no fill models (the vector engine applies none of them);
+    rules, no cost models, no fill models (the vector engine applies none of them) and no
+    symbol quoted in another currency than the account's (it converts none);
     otherwise :class:`ConfigError` says which.
     """
     from tradeloom.api import run_deployment
@@ -231,6 +233,7 @@ def run_parity(
         )
     refuse_cost_models(resolved)
     refuse_fill_models(resolved)
+    refuse_foreign_currencies(resolved)
     slot = resolved.strategies[0]
     sid = slot.id or slot.spec.name
     strategy = slot.build()
@@ -287,6 +290,23 @@ def refuse_fill_models(resolved: ResolvedDeployment) -> None:
             "--set fill_models=[]) to use the vector engine or compare the engines (for "
             "same-close, set the broker's `fill_at` to close instead)",
             path="fill_models",
+        )
+
+
+def refuse_foreign_currencies(resolved: ResolvedDeployment) -> None:
+    """Raise :class:`ConfigError` (path ``run.currencies``) if ``resolved`` quotes a symbol in
+    another currency than ``run.currency``: the vector engine values everything in one
+    currency and converts nothing."""
+    run = resolved.run
+    foreign = {s: c for s, c in sorted(run.currencies.items()) if c != run.currency}
+    if foreign:
+        listed = ", ".join(f"{s} in {c}" for s, c in foreign.items())
+        raise ConfigError(
+            f"the vector engine values every symbol in the account currency ({run.currency}) "
+            f"and converts none, so it cannot run this deployment, which quotes {listed}; "
+            "remove them (e.g. --set run.currencies={}) to use the vector engine or compare the "
+            "engines",
+            path="run.currencies",
         )
 
 

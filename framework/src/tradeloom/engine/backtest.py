@@ -49,6 +49,7 @@ from tradeloom.model import (
     Side,
     TimeInForce,
 )
+from tradeloom.portfolio.fx import FxRates
 from tradeloom.risk import RiskGate, RiskView
 from tradeloom.strategy import Context, Strategy
 
@@ -153,6 +154,32 @@ class _Prices(Mapping[str, float]):
         return sum(1 for _ in self)
 
 
+class _Rates(Mapping[str, float]):
+    """Account-currency units per unit of each foreign-quoted symbol's currency, at the
+    engine's current time (the latest rate at or before it: no look-ahead)."""
+
+    __slots__ = ("_cache", "_engine")
+
+    def __init__(self, engine: BacktestEngine) -> None:
+        self._engine = engine
+        self._cache: dict[str, tuple[int, float]] = {}
+
+    def __getitem__(self, symbol: str) -> float:
+        engine = self._engine
+        currency = engine.currencies[symbol]
+        now = engine.now
+        cached = self._cache.get(symbol)
+        if cached is None or cached[0] != now:
+            cached = self._cache[symbol] = (now, engine.fx.rate(currency, now))  # type: ignore[union-attr]
+        return cached[1]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._engine.currencies)
+
+    def __len__(self) -> int:
+        return len(self._engine.currencies)
+
+
 class BacktestEngine:
     def __init__(
         self,
@@ -166,6 +193,8 @@ class BacktestEngine:
         progress: Callable[[int, int], None] | None = None,
         history_bars: int = HISTORY_BARS,
         dividends: Literal["cash", "reinvest"] = "cash",
+        fx: FxRates | None = None,
+        currencies: Mapping[str, str] | None = None,
     ) -> None:
         """``progress(done, total)`` is called every CHUNK (4,096) bars, never per bar.
         ``history_bars``: how far back ``ctx.history`` reaches once earlier chunks are gone."""
@@ -199,6 +228,9 @@ class BacktestEngine:
         }
         self.history_bars = history_bars
         self.dividends = dividends
+        self.fx = fx
+        self.currencies = {s: c for s, c in (currencies or {}).items() if fx is not None}
+        """Symbols quoted in another currency than the account's, and that currency."""
         """Corporate actions' dividends: credited as cash on the ex-date, or reinvested at the
         ex-date's close."""
         self._last_ts: int | None = None
@@ -357,10 +389,16 @@ class BacktestEngine:
         coid = f"{strategy_id}-{seq}"
         now = self.now
         try:
-            order = Order(
-                coid, symbol, side, quantity, kind, limit, stop, tif, strategy_id,
-                OrderStatus.PENDING, 0.0, 0.0, now, now, **(extra or {}),
-            )  # fmt: skip
+            if extra is None:
+                order = Order(
+                    coid, symbol, side, quantity, kind, limit, stop, tif, strategy_id,
+                    OrderStatus.PENDING, 0.0, 0.0, now, now,
+                )  # fmt: skip
+            else:
+                order = Order(
+                    coid, symbol, side, quantity, kind, limit, stop, tif, strategy_id,
+                    OrderStatus.PENDING, 0.0, 0.0, now, now, **extra,
+                )  # fmt: skip
         except TradeloomError as exc:
             raise RunError(f"strategy {strategy_id!r} placed an invalid order: {exc}") from exc
         self.orders[coid] = order
@@ -416,6 +454,8 @@ class BacktestEngine:
             self._call(sid, "on_start", strategy.on_start, self._contexts[sid])
         self._deliver()
         ledger = broker.ledger
+        if self.currencies:
+            ledger.rates = _Rates(self)
         curve = _Curve(self._total_bars)
         with _quiet_gc():
             chunks = self.data.chunks()
@@ -531,7 +571,7 @@ class BacktestEngine:
             if kind == "accrue":
                 broker.accrue(self.now)  # type: ignore[attr-defined]
             elif item.kind == "dividend":
-                amount = ledger.quantity(item.symbol) * item.amount
+                amount = ledger.quantity(item.symbol) * item.amount * ledger.rate(item.symbol)
                 if amount:
                     ledger.cash_flow(self.now, amount, "dividend", item.symbol)
                     if self.dividends == "reinvest" and amount > 0:
@@ -698,6 +738,9 @@ class BacktestEngine:
                 qty = np.full(n, held)
             self._qty[symbol] = float(qty[-1]) if n else held
             qty *= self._close_on(symbol, timeline)  # the position's value, computed in place
+            currency = self.currencies.get(symbol)
+            if currency is not None:  # in the account currency at each timestamp
+                qty *= self.fx.rates(currency, timeline)  # type: ignore[union-attr]
             value += qty
             gross += np.abs(qty, out=qty)
             del qty

@@ -34,11 +34,13 @@ def load_market(
     stream: Stream = "never",
     chunk_rows: int = CHUNK_ROWS,
     keep_close: tuple[str, ...] = (),
+    slot: str = "data",
 ) -> MarketData | ChunkedMarket:
     """The bars with ``start <= ts <= end``, loaded from a source or sliced from data in hand,
     or read in chunks as the run goes (``stream``, see ``run.stream``).
 
-    A data error names the setting to fix (``data.params.path``, ``run.start``).
+    A data error names the setting to fix (``data.params.path``, ``run.start``); ``slot`` is
+    the config slot of the source (``"fx"`` for FX rates: ``fx.params.path``).
     """
     start_ts, end_ts = to_utc(start), to_utc(end)
     if start_ts is not None and end_ts is not None and end_ts < start_ts:
@@ -47,7 +49,7 @@ def load_market(
         try:
             chunked = data.chunked(start_ts, end_ts, rows=chunk_rows, keep_close=keep_close)
         except DataError as exc:
-            raise _data_error(data, exc) from exc
+            raise _data_error(data, exc, slot) from exc
         if chunked is not None:
             return chunked
         if stream == "always":
@@ -60,11 +62,16 @@ def load_market(
         try:
             market = data.load(start_ts, end_ts)
         except DataError as exc:
-            raise _data_error(data, exc) from exc
+            raise _data_error(data, exc, slot) from exc
         return_free_memory()
     else:
         market = data.slice(start_ts, end_ts)
     if not market.frames:
+        if slot != "data":
+            raise DataError(
+                f"{slot}: no bars between {start_ts or 'the start'} and {end_ts or 'the end'} "
+                f"of the [{slot}] data; check its source and run.end"
+            )
         raise DataError(
             f"no bars between {start_ts or 'the start'} and {end_ts or 'the end'} of the data; "
             "check run.start / run.end",
@@ -84,9 +91,12 @@ def _should_stream(source: DataSource, stream: Stream) -> bool:
     )
 
 
-def _data_error(source: DataSource, exc: DataError) -> DataError:
+def _data_error(source: DataSource, exc: DataError, slot: str = "data") -> DataError:
     field = exc.field or ""
-    where = field if field.startswith("run.") else ".".join(filter(None, ["data", field]))
+    if field.startswith("run."):  # the period: run.start / run.end for the data itself
+        where = field if slot == "data" else slot
+    else:
+        where = ".".join(filter(None, [slot, field]))
     return DataError(f"{where} ({type(source).__name__}): {exc}", field=field)
 
 

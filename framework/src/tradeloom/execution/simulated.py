@@ -149,6 +149,8 @@ class SimulatedBroker(Broker):
         """The latest bar time of each symbol the broker was shown (for a bar's length)."""
         self._sessions: dict[int, int] = {}
         self._closes: dict[int, int] = {}
+        self._on_margin = self._margin is not None
+        self._fills_at_close = self.at_close
         self.margin_calls: list[tuple[int, MarginCall]] = []
         """``(ts, call)`` of every margin call (margin accounts)."""
         self._liquidating: set[str] = set()
@@ -538,10 +540,11 @@ class SimulatedBroker(Broker):
         long_value = short_value = 0.0
         for symbol, book in ledger.books.items():
             held = book.quantity
+            value = held * last.get(symbol, book.avg_price) * ledger.rate(symbol)
             if held > 0.0:
-                long_value += held * last.get(symbol, book.avg_price)
+                long_value += value
             elif held < 0.0:
-                short_value -= held * last.get(symbol, book.avg_price)
+                short_value -= value
         accrual = Accrual(ts, float(days), ledger.cash, long_value, short_value)
         for model, name in self._accruers:
             amount = _amount(name, model, "accrue", model.accrue, accrual)
@@ -558,7 +561,7 @@ class SimulatedBroker(Broker):
         ref = self.ledger.last_price.get(order.symbol)
         if ref is None:
             return f"no price yet for {order.symbol}"
-        if self._margin is not None:
+        if self._on_margin:
             return self._margin_refusal(order, ref)
         if order.side is Side.SELL:
             if not self.params.allow_short:
@@ -610,7 +613,8 @@ class SimulatedBroker(Broker):
         else:
             price = slipped(ref, Side.BUY, self.params.slippage_bps)
         qty = order.remaining
-        cost = qty * price + self.params.fees.fee(qty, price)  # type: ignore[operator]
+        price = price * self.ledger.rate(order.symbol)  # type: ignore[operator]  # account currency
+        cost = qty * price + self.params.fees.fee(qty, price)
         if self._commissions and qty > 0.0 and price:  # as a taker fill at the reference price
             trade = TradeInfo(order.symbol, Side.BUY, qty, float(price), self._now, "taker")
             cost += self._commission(trade, probe=True)
@@ -643,7 +647,7 @@ class SimulatedBroker(Broker):
         buy = order.side is Side.BUY
         kind = order.type
         if kind is OrderType.MARKET:
-            return (None if self.at_close else bar.open), order
+            return (None if self._fills_at_close else bar.open), order
         if kind is OrderType.MARKET_ON_OPEN:
             due = self._opening[order.client_order_id] <= self._session(bar.ts)
             return (bar.open if due else None), order
@@ -732,8 +736,8 @@ class SimulatedBroker(Broker):
             self._room = (room[0], room[1], room[2] - qty)
         opens_long = (  # a margin account borrows: it was checked at submission
             order.side is Side.BUY
+            and not self._on_margin
             and self.ledger.quantity(order.symbol) + qty > 1e-9
-            and self._margin is None
         )
         if self._costs:
             priced = self._with_costs(
@@ -743,9 +747,10 @@ class SimulatedBroker(Broker):
                 return
             price, fee = priced
         else:
-            fee = self.params.fees.fee(qty, price)
-            if opens_long and qty * price + fee > self.ledger.cash + 1e-9:
-                self._cancel_for_cash(order, qty * price + fee)
+            rate = self.ledger.rate(order.symbol) if self.ledger.rates else 1.0
+            fee = self.params.fees.fee(qty, price * rate)
+            if opens_long and qty * price * rate + fee > self.ledger.cash + 1e-9:
+                self._cancel_for_cash(order, qty * price * rate + fee)
                 return
         self._fill_seq += 1
         fill = Fill(
@@ -792,15 +797,16 @@ class SimulatedBroker(Broker):
         liquidity: Liquidity = "maker" if maker else "taker"
         if not maker and self._pricers and bar is not None:
             price = self._priced(order, price, bar)
-        fee = self.params.fees.fee(qty, price)
+        rate = self.ledger.rate(order.symbol)
+        fee = self.params.fees.fee(qty, price * rate)
         commission = 0.0
         probing = False
         if self._commissions:
-            trade = TradeInfo(order.symbol, order.side, qty, price, ts, liquidity)
+            trade = TradeInfo(order.symbol, order.side, qty, price * rate, ts, liquidity)
             probing = opens_long and self._stateful  # refused fills must not count as volume
             commission = self._commission(trade, probe=probing)
-        if opens_long and qty * price + fee + commission > self.ledger.cash + 1e-9:
-            self._cancel_for_cash(order, qty * price + fee + commission)
+        if opens_long and qty * price * rate + fee + commission > self.ledger.cash + 1e-9:
+            self._cancel_for_cash(order, qty * price * rate + fee + commission)
             return None
         if probing:
             commission = self._commission(trade, probe=False)
@@ -891,6 +897,7 @@ class SimulatedBroker(Broker):
     # --- margin account ---------------------------------------------------------------------
     @property
     def _margin(self) -> MarginAccount | None:
+        """The margin account, or None for a cash account."""
         account = self.params.account
         return account if isinstance(account, MarginAccount) else None
 
@@ -927,18 +934,23 @@ class SimulatedBroker(Broker):
                 if coid == order.client_order_id or coid == exclude:
                     continue
                 other = self.orders[coid]
-                part = self._opening_units(other) * ledger.last_price.get(other.symbol, 0.0)
+                part = (
+                    self._opening_units(other)
+                    * ledger.last_price.get(other.symbol, 0.0)
+                    * ledger.rate(other.symbol)
+                )
                 reserved += part
                 if other.side is Side.SELL:
                     reserved_short += part
         short_exposure = sum(
-            -b.quantity * ledger.last_price.get(s, b.avg_price)
+            -b.quantity * ledger.last_price.get(s, b.avg_price) * ledger.rate(s)
             for s, b in ledger.books.items()
             if b.quantity < 0
         )
+        notional = opening * price * ledger.rate(order.symbol)
         return account.refusal(
-            opening * price, True, ledger.equity(), ledger.cash, ledger.gross_exposure(),
-            reserved, short=order.side is Side.SELL, short_exposure=short_exposure,
+            notional, True, ledger.equity(), ledger.cash, ledger.gross_exposure(), reserved,
+            short=order.side is Side.SELL, short_exposure=short_exposure,
             reserved_short=reserved_short,
         )  # fmt: skip
 
@@ -959,7 +971,7 @@ class SimulatedBroker(Broker):
         for symbol, book in ledger.books.items():
             if book.quantity == 0.0:
                 continue
-            price = ledger.last_price.get(symbol, book.avg_price)
+            price = ledger.last_price.get(symbol, book.avg_price) * ledger.rate(symbol)
             positions[symbol] = (book.quantity, price)
             if book.quantity > 0:
                 long_value += book.quantity * price
@@ -1005,9 +1017,10 @@ class SimulatedBroker(Broker):
     def _record(self, order: Order, previous: OrderStatus) -> None:
         self.orders[order.client_order_id] = order
         self.events.append(OrderUpdate(order, previous, order.updated_ts))
-        if order.status.is_terminal and self._liquidating:
+        if (self._liquidating or self._opening or self.at_session_close) and (
+            order.status.is_terminal
+        ):
             self._liquidating.discard(order.client_order_id)
-        if order.status.is_terminal and order.type in _SESSION_ORDERS:
             self.at_session_close.pop(order.client_order_id, None)
             self._opening.pop(order.client_order_id, None)
 

@@ -28,6 +28,9 @@ class _Book:
     entry_bar: int = 0
     entry_fees: float = 0.0
     """Fees paid to open the part of the position still held."""
+    avg_cost: float = 0.0
+    """Average entry price in the account currency (``avg_price`` times the exchange rate of
+    each fill); equal to ``avg_price`` for an instrument quoted in the account currency."""
     strategy_id: str = ""
 
 
@@ -82,6 +85,9 @@ class Ledger:
         self.last_price: Mapping[str, float] = {} if prices is None else prices
         """Latest prices by symbol: a dict fed by :meth:`mark`, or a live view the engine
         keeps current (then nothing is copied per bar)."""
+        self.rates: Mapping[str, float] = {}
+        """Account-currency units per unit of each symbol's quote currency, now (a live view
+        set by the engine); a symbol not in it is quoted in the account currency."""
         self.trades: list[Trade] = []
         self.journal: list[tuple[int, float, str, float]] = []
         """``(ts, cash after, symbol, position after)`` for every fill, split and cash flow, in
@@ -104,13 +110,27 @@ class Ledger:
         book = self.books.get(symbol)
         return book.quantity if book is not None else 0.0
 
+    def rate(self, symbol: str) -> float:
+        """Account-currency units per unit of ``symbol``'s quote currency, now."""
+        rates = self.rates
+        return rates.get(symbol, 1.0) if rates else 1.0
+
     def position_value(self) -> float:
+        """Σ quantity × latest price, in the account currency."""
         last = self.last_price
-        return sum(b.quantity * last.get(s, b.avg_price) for s, b in self.books.items())
+        if not self.rates:  # every symbol in the account currency
+            return sum(b.quantity * last.get(s, b.avg_price) for s, b in self.books.items())
+        rate = self.rate
+        return sum(b.quantity * last.get(s, b.avg_price) * rate(s) for s, b in self.books.items())
 
     def gross_exposure(self) -> float:
         last = self.last_price
-        return sum(abs(b.quantity) * last.get(s, b.avg_price) for s, b in self.books.items())
+        if not self.rates:
+            return sum(abs(b.quantity) * last.get(s, b.avg_price) for s, b in self.books.items())
+        rate = self.rate
+        return sum(
+            abs(b.quantity) * last.get(s, b.avg_price) * rate(s) for s, b in self.books.items()
+        )
 
     def equity(self) -> float:
         return self.cash + self.position_value()
@@ -119,9 +139,10 @@ class Ledger:
         return sum(b.realized for b in self.books.values())
 
     def unrealized_pnl(self) -> float:
-        last = self.last_price
+        last, rate = self.last_price, self.rate
         return sum(
-            (last.get(s, b.avg_price) - b.avg_price) * b.quantity for s, b in self.books.items()
+            (last.get(s, b.avg_price) * rate(s) - b.avg_cost) * b.quantity
+            for s, b in self.books.items()
         )
 
     def income(self) -> float:
@@ -144,6 +165,7 @@ class Ledger:
             return
         book.quantity *= ratio
         book.avg_price /= ratio
+        book.avg_cost /= ratio
         self.journal.append((ts, self.cash, symbol, book.quantity))
 
     def reinvest(self, ts: int, symbol: str, amount: float, price: float) -> None:
@@ -152,9 +174,11 @@ class Ledger:
         book = self.books.get(symbol)
         if book is None or book.quantity == 0.0 or not price > 0:
             return
-        units = amount / price
+        cost = price * self.rate(symbol)
+        units = amount / cost
         held = book.quantity
         book.avg_price = (book.avg_price * abs(held) + price * abs(units)) / abs(held + units)
+        book.avg_cost = (book.avg_cost * abs(held) + cost * abs(units)) / abs(held + units)
         book.quantity = held + units
         self.cash -= amount
         self.cash_flows.append(CashFlow(ts, "dividend reinvested", symbol, -amount))
@@ -168,7 +192,9 @@ class Ledger:
         """Book one fill: cash, fees, position, realised PnL and any trade it closes."""
         qty = fill.quantity
         sign = fill.side.sign
-        self.cash -= sign * qty * fill.price + fill.fee
+        rate = self.rates.get(fill.symbol, 1.0) if self.rates else 1.0
+        cost = fill.price * rate  # per unit, in the account currency
+        self.cash -= sign * qty * cost + fill.fee
         self.fees_paid += fill.fee
         book = self.books.get(fill.symbol)
         if book is None:
@@ -176,14 +202,14 @@ class Ledger:
 
         held = book.quantity
         if held == 0.0 or (held > 0) == (sign > 0):
-            self._open(book, fill, qty, fill.fee, bar_index)
+            self._open(book, fill, qty, fill.fee, bar_index, cost)
             self.journal.append((fill.ts, self.cash, fill.symbol, book.quantity))
             return
         closing = min(qty, abs(held))
         exit_fee = fill.fee * closing / qty
         entry_fee = book.entry_fees * closing / abs(held)
         direction = 1.0 if held > 0 else -1.0
-        gross = (fill.price - book.avg_price) * closing * direction
+        gross = (cost - book.avg_cost) * closing * direction
         book.realized += gross
         book.entry_fees -= entry_fee
         self.trades.append(
@@ -205,22 +231,27 @@ class Ledger:
         if abs(remaining) <= QTY_EPSILON:
             book.quantity = 0.0
             book.avg_price = 0.0
+            book.avg_cost = 0.0
             book.entry_fees = 0.0
         else:
             book.quantity = remaining
         left = qty - closing
         if left > QTY_EPSILON:  # the fill flips the position
-            self._open(book, fill, left, fill.fee - exit_fee, bar_index)
+            self._open(book, fill, left, fill.fee - exit_fee, bar_index, cost)
         self.journal.append((fill.ts, self.cash, fill.symbol, book.quantity))
 
-    def _open(self, book: _Book, fill: Fill, qty: float, fee: float, bar_index: int) -> None:
+    def _open(
+        self, book: _Book, fill: Fill, qty: float, fee: float, bar_index: int, cost: float
+    ) -> None:
         held = abs(book.quantity)
         if held == 0.0:
             book.entry_ts = fill.ts
             book.entry_bar = bar_index
             book.strategy_id = fill.strategy_id
             book.avg_price = fill.price
+            book.avg_cost = cost
         else:
             book.avg_price = (book.avg_price * held + fill.price * qty) / (held + qty)
+            book.avg_cost = (book.avg_cost * held + cost * qty) / (held + qty)
         book.quantity += fill.side.sign * qty
         book.entry_fees += fee

@@ -77,6 +77,12 @@ class Context:
         """The latest close of ``symbol``; NaN before its first bar."""
         return self._engine.last_price(symbol)
 
+    def fx_rate(self, symbol: str) -> float:
+        """Account-currency units per unit of the currency ``symbol`` is quoted in, now (1.0
+        for a symbol quoted in the account currency): ``last_price(s) * fx_rate(s)`` is the
+        price in the account currency, which ``cash`` and ``equity`` are in."""
+        return self._engine.broker.ledger.rate(symbol)
+
     # --- account --------------------------------------------------------------------------------
     def position(self, symbol: str) -> Position:
         return self._engine.broker.ledger.position(symbol)
@@ -301,7 +307,7 @@ class Context:
         price = self.last_price(symbol)
         if not (price > 0):
             raise RunError(f"order_target_percent(): no price yet for {symbol}")
-        qty = fraction * self.equity / price
+        qty = fraction * self.equity / (price * self.fx_rate(symbol))
         if whole_units:
             qty = math.floor(abs(qty)) * (1 if qty >= 0 else -1)
         return self.order_target(symbol, qty, **kwargs)

@@ -81,17 +81,21 @@ def position_size(ctx: Context, symbol: str, params: SizedParams, *, long: bool)
     """
     if params.quantity is not None:
         return params.quantity
-    price = ctx.last_price(symbol)
+    price = ctx.last_price(symbol) * ctx.fx_rate(symbol)  # in the account currency
     if not price > 0:  # NaN before the first bar
         return 0.0
     assert params.fraction is not None  # guaranteed by SizedParams validation
     units = params.fraction * ctx.equity / len(ctx.symbols) / price
     if long:
         committed = sum(
-            o.remaining * ctx.last_price(o.symbol) for o in ctx.open_orders() if o.side is Side.BUY
+            o.remaining * ctx.last_price(o.symbol) * ctx.fx_rate(o.symbol)
+            for o in ctx.open_orders()
+            if o.side is Side.BUY
         )
         shorts = sum(
-            -p.quantity * ctx.last_price(s) for s, p in ctx.positions().items() if p.quantity < 0
+            -p.quantity * ctx.last_price(s) * ctx.fx_rate(s)
+            for s, p in ctx.positions().items()
+            if p.quantity < 0
         )
         free = max(0.0, ctx.cash - committed - shorts)
         units = min(units, params.fraction * free / price)
