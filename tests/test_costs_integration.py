@@ -428,9 +428,11 @@ def test_deployment_with_costs_through_the_api(tmp_path: Path) -> None:
     assert with_costs.config["costs"][0]["type"] == "maker-taker"
     components = with_costs.provenance["components"]
     assert components["costs[1]"] == "cost_model:per-unit"
-    assert with_costs.conventions[-2:] == [
+    assert with_costs.conventions[-4:] == [  # the broker's last lines, then the data's
         "Commission: takers pay 0.07 % of notional, makers receive a 0.02 % rebate.",
         "Commission: 0.01 per unit, minimum 1 per fill.",
+        "Corporate actions: none applied (prices as the data source gives them).",
+        "Currency: every amount in USD.",
     ]
     assert list(with_costs.cash_flows.columns) == ["time", "kind", "symbol", "amount"]
 
@@ -445,7 +447,7 @@ def test_outputs_hold_assumptions_and_cash_flows(tmp_path: Path) -> None:
     out = tmp_path / "out"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["assumptions"][0] == "Market orders fill at the next bar's open (no look-ahead)."
-    assert metrics["assumptions"][-1] == (
+    assert metrics["assumptions"][-3] == (
         "Borrow fee: 5.00 % a year (actual/360) on the value of short positions, accrued daily."
     )
     assert metrics["num_fills"] > 0  # the metrics are still there, beside the assumptions

@@ -271,7 +271,7 @@ def test_a_plugin_cost_model_is_listed_and_charged_in_a_backtest(
     assert fee["num_fills"] == free["num_fills"] == 1
     # one fill at the same price: the plugin's 2.5 is the only difference
     assert fee["final_equity"] == pytest.approx(free["final_equity"] - 2.5, abs=1e-6)
-    assert fee["assumptions"][-1] == "Commission: 2.5 per fill (tradeloom-flatfee)."
+    assert fee["assumptions"][-3] == "Commission: 2.5 per fill (tradeloom-flatfee)."
     assert "Commission: 2.5 per fill (tradeloom-flatfee)." not in free["assumptions"]
     resolved = (tmp_path / "fee" / "config.resolved.toml").read_text()
     assert 'type = "flat-fee"' in resolved and "amount = 2.5" in resolved

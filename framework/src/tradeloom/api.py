@@ -27,6 +27,7 @@ from tradeloom.engine.result import (
     BacktestResult,
     build_result,
     cash_flows_frame,
+    data_conventions,
     equity_frame,
     fills_frame,
     orders_frame,
@@ -214,7 +215,7 @@ def run_backtest(
         t2 = clock()
         result = _result(
             run_id, output, broker, market, initial_cash, currency, benchmark, config,
-            title or ", ".join(sid for sid, _ in strategies), provenance or {},
+            title or ", ".join(sid for sid, _ in strategies), provenance or {}, engine,
         )  # fmt: skip
     except Exception as exc:  # observers hear about every failure, then it propagates
         if host is not None:
@@ -308,6 +309,7 @@ def _result(
     config: dict[str, Any] | None,
     title: str,
     provenance: dict[str, Any],
+    engine: BacktestEngine,
 ) -> BacktestResult:
     return build_result(
         run_id=run_id,
@@ -333,7 +335,10 @@ def _result(
         config=config,
         title=title,
         provenance=provenance,
-        conventions=broker.conventions(),
+        conventions=[
+            *broker.conventions(),
+            *data_conventions(market.actions, engine.dividends, engine.currencies, currency),
+        ],
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -269,3 +270,28 @@ def build_result(
         cash_flows=cash_flows if cash_flows is not None else cash_flows_frame(()),
         margin_calls=margin_calls or [],
     )
+
+
+def data_conventions(
+    actions: Sequence[Any], dividends: str, currencies: Mapping[str, str], currency: str
+) -> list[str]:
+    """The assumptions about the data a report states next to the broker's: the corporate
+    actions applied (``dividends``: ``"cash"`` or ``"reinvest"``) and the currencies."""
+    splits = sum(1 for a in actions if a.kind == "split")
+    how = "reinvested at the ex-date close" if dividends == "reinvest" else "as cash"
+    if actions:
+        applied = (
+            f"Corporate actions applied while the raw prices play: {splits} split(s), "
+            f"{len(actions) - splits} dividend(s) ({how}); history shown in today's share units."
+        )
+    else:
+        applied = "Corporate actions: none applied (prices as the data source gives them)."
+    if currencies:
+        quoted = ", ".join(f"{s} in {c}" for s, c in sorted(currencies.items()))
+        money = (
+            f"Currencies: account in {currency}; {quoted}, converted at the [fx] rate at or "
+            "before each time."
+        )
+    else:
+        money = f"Currency: every amount in {currency}."
+    return [applied, money]

@@ -408,7 +408,12 @@ class SimulatedBroker(Broker):
             "market-on-close orders at the close of the last bar of a session (a bar that "
             "reaches the session's close within one bar length), never the bar they were sent on.",
         ]
-        if self._calendar is not None:
+        if self._calendar is None:
+            lines.append(
+                "Sessions: utc-days (UTC calendar days, no exchange hours or holidays; every bar "
+                "can trade)."
+            )
+        else:
             lines.append(self._calendar.describe())
             lines.append(
                 "Bars outside the sessions fill nothing (orders wait); IOC and FOK orders sent "

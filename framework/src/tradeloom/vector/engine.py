@@ -21,6 +21,7 @@ from tradeloom.engine.inputs import check_run, load_market
 from tradeloom.engine.result import (
     BacktestResult,
     build_result,
+    data_conventions,
     equity_frame,
     fills_frame,
     orders_frame,
@@ -130,7 +131,7 @@ def run_signals(
         config=config,
         title=title,
         provenance={**provenance, "engine": "vector"},
-        conventions=broker.conventions(),
+        conventions=[*broker.conventions(), *data_conventions((), "cash", {}, currency)],
     )
     result.timings = {
         "load": t1 - t0,
