@@ -12,6 +12,21 @@ from tradeloom.execution import SimulatedBroker
 from tradeloom.risk import RiskGate, RiskRule
 from tradeloom.strategy import Context, Strategy
 
+IBM_DEPLOYMENT = """
+[data]
+type = "dataset"
+params = { name = "us-stocks-daily", symbols = ["IBM"] }
+
+[strategy]
+type = "sma-crossover"
+params = { fast = 5, slow = 20, quantity = 10 }
+
+[run]
+start = "2010-01-01"
+end = "2010-06-30"
+"""
+"""A small deployment on bundled data (IBM, first half of 2010) that tests extend."""
+
 # Five bars whose fills are easy to compute by hand; b3 gaps up, b4 gaps down.
 #            open   high   low    close
 GAP_ROWS = [

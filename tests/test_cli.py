@@ -13,6 +13,7 @@ from tradeloom.cli.main import main
 from tradeloom.report.outputs import OUTPUT_FILES
 
 from browser import chromium_path, render_dom
+from helpers import IBM_DEPLOYMENT
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +63,7 @@ def test_json_flag_prints_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert printed == json.loads((tmp_path / "metrics.json").read_text())
 
 
-GOOD = """
-[data]
-type = "dataset"
-params = { name = "us-stocks-daily", symbols = ["IBM"] }
-[strategy]
-type = "sma-crossover"
-params = { fast = 5, slow = 20, quantity = 10 }
-[run]
-start = "2010-01-01"
-end = "2010-06-30"
-"""
+GOOD = IBM_DEPLOYMENT
 
 MALFORMED = [
     ("unknown top-level key", GOOD + "colour = 1\n", [], "colour"),

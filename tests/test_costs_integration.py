@@ -31,7 +31,7 @@ from tradeloom.parity import run_parity
 from tradeloom.plugins import PluginHost
 from tradeloom.portfolio import CashFlow
 
-from helpers import GAP_ROWS, Scripted, bars, run
+from helpers import GAP_ROWS, IBM_DEPLOYMENT, Scripted, bars, run
 
 #   b0 Mon 01-01  100 101  99 100
 #   b1 Tue 01-02  102 104 101 103
@@ -317,19 +317,7 @@ def test_the_registered_name_is_the_cash_flow_kind() -> None:
 
 # --- the deployment config -------------------------------------------------------------------
 
-DEPLOY = """
-[data]
-type = "dataset"
-params = { name = "us-stocks-daily", symbols = ["IBM"] }
-
-[strategy]
-type = "sma-crossover"
-params = { fast = 5, slow = 20, quantity = 10 }
-
-[run]
-start = "2010-01-01"
-end = "2010-06-30"
-"""
+DEPLOY = IBM_DEPLOYMENT
 
 COSTS = """
 [[costs]]

@@ -16,19 +16,9 @@ from tradeloom.execution.fills import Latency, VolumeParticipation
 from tradeloom.parity import run_parity
 from tradeloom.plugins import PluginHost
 
-DEPLOY = """
-[data]
-type = "dataset"
-params = { name = "us-stocks-daily", symbols = ["IBM"] }
+from helpers import IBM_DEPLOYMENT
 
-[strategy]
-type = "sma-crossover"
-params = { fast = 5, slow = 20, quantity = 10 }
-
-[run]
-start = "2010-01-01"
-end = "2010-06-30"
-"""
+DEPLOY = IBM_DEPLOYMENT
 
 FILLS = """
 [[fill_models]]
