@@ -75,9 +75,20 @@ def test_limit_sell_fills_at_limit() -> None:
 
 
 def test_stop_buy_fills_at_stop_with_slippage() -> None:
+    s = Scripted({0: lambda c: c.buy("X", 10, stop=103.5)})
+    run(bars(ROWS), s, broker=SimulatedBroker(slippage_bps=10))
+    assert fills_of(s) == [("buy", 10, pytest.approx(103.5 * 1.001))]
+
+
+def test_slippage_never_takes_a_fill_beyond_the_bar() -> None:
+    # b1's high is 104: a stop at 104 fills there, not at 104 × 1.001 (a price never traded).
     s = Scripted({0: lambda c: c.buy("X", 10, stop=104.0)})
     run(bars(ROWS), s, broker=SimulatedBroker(slippage_bps=10))
-    assert fills_of(s) == [("buy", 10, pytest.approx(104.0 * 1.001))]
+    assert fills_of(s) == [("buy", 10, 104.0)]
+    # b4 opens at 95, its low is 90: a market sell with 10 % slippage fills at 90, not 85.5.
+    s = Scripted({3: lambda c: c.sell("X", 10)})
+    run(bars(ROWS), s, broker=SimulatedBroker(slippage_bps=1000))
+    assert fills_of(s) == [("sell", 10, 90.0)]
 
 
 def test_stop_buy_gapped_through_fills_at_open() -> None:

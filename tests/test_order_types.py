@@ -345,8 +345,11 @@ ACTIONS = st.sampled_from(
 @given(
     frame=bar_frames(),
     plan=st.lists(st.tuples(ACTIONS, st.floats(0.9, 1.1), st.booleans()), max_size=12),
+    bps=st.sampled_from([0.0, 5.0, 1000.0]),
 )
-def test_no_fill_is_ever_outside_its_bar(frame: pd.DataFrame, plan: list) -> None:  # type: ignore[type-arg]
+def test_no_fill_is_ever_outside_its_bar(frame: pd.DataFrame, plan: list, bps: float) -> None:  # type: ignore[type-arg]
+    """Whatever the order type, and with slippage too (held within the bar's range)."""
+
     def act(kind: str, k: float, buy: bool):  # type: ignore[no-untyped-def]
         def place(c):  # type: ignore[no-untyped-def]
             p = c.last_price("X")
@@ -372,7 +375,7 @@ def test_no_fill_is_ever_outside_its_bar(frame: pd.DataFrame, plan: list) -> Non
 
     script = {i % len(frame): act(*step) for i, step in enumerate(plan)}
     s = Scripted(script)
-    run(frame, s, cash=1e9)
+    run(frame, s, cash=1e9, broker=SimulatedBroker(slippage_bps=bps))
     by_ts = {
         int(t): row
         for t, row in zip(frame.index.as_unit("ns").asi8, frame.itertuples(), strict=True)

@@ -229,15 +229,16 @@ def test_gap_that_makes_a_buy_unaffordable_cancels_it_at_fill() -> None:
 
 
 def test_covering_a_short_is_never_refused_for_cash() -> None:
-    # 10 % slippage: short at 102 × 0.9 = 91.8, cover at 110 × 1.1 = 121 > cash
+    # 10 % slippage, never beyond the bar's range: short at max(102 × 0.9, low 101) = 101,
+    # cover at min(110 × 1.1, high 112) = 112: 1,120 > the 1,110 of cash
     r = both(
         bars(ROWS),
         table({("X", 0): "short_entry", ("X", 2): "short_exit"}, quantity=10, long_short=True),
         cash=100.0,
         broker=SimulatedBroker.Params(slippage_bps=1000),
     )
-    assert fills_of(r) == [("sell", 10, pytest.approx(91.8)), ("buy", 10, pytest.approx(121.0))]
-    assert r.equity.cash.iloc[-1] == pytest.approx(100 + 918 - 1_210)
+    assert fills_of(r) == [("sell", 10, pytest.approx(101.0)), ("buy", 10, pytest.approx(112.0))]
+    assert r.equity.cash.iloc[-1] == pytest.approx(100 + 1_010 - 1_120)
 
 
 def test_flip_is_one_order_closing_one_trade_and_opening_the_other_side() -> None:

@@ -729,8 +729,11 @@ class SimulatedBroker(Broker):
         ``priced_on`` is the bar cost models price the fill on when ``bar`` is None (a fill at
         that bar's close)."""
         raw = price
-        if order.type in _SLIPPED:
+        if order.type in _SLIPPED and self.params.slippage_bps:
             price = slipped(price, order.side, self.params.slippage_bps)
+            on = bar if bar is not None else priced_on
+            if on is not None:  # slippage never takes a fill beyond the bar's range
+                price = min(price, on.high) if order.side is Side.BUY else max(price, on.low)
         qty = order.remaining
         room = self._room
         if room is not None and room[0] == order.symbol and room[1] == ts:

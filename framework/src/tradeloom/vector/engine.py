@@ -366,7 +366,8 @@ def _simulate(
     fills = np.empty(capacity, dtype=np.int64)
     trades = np.empty((capacity, K.N_TRADE_COLS))
     stats = K.simulate_nb(
-        data.open, data.close, *arrays, policy, costs, 1.0, True, equity, orders, fills, trades
-    )
+        data.open, data.high, data.low, data.close, *arrays, policy, costs, 1.0, True,
+        equity, orders, fills, trades,
+    )  # fmt: skip
     n_orders, n_fills, n_trades = (int(stats[i]) for i in (K.S_ORDERS, K.S_FILLS, K.S_TRADES))
     return _Records(data, equity, orders[:n_orders], fills[:n_fills], trades[:n_trades])

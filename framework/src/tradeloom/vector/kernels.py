@@ -129,6 +129,8 @@ def slipped_nb(price: float, side: int, bps: float) -> float:
 @njit(cache=True)
 def simulate_nb(
     open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
     close: np.ndarray,
     long_entry: np.ndarray,
     long_exit: np.ndarray,
@@ -145,7 +147,8 @@ def simulate_nb(
 ) -> np.ndarray:
     """Simulate one signal set on the merged timeline; return the ``S_*`` statistics.
 
-    ``open_``, ``close``: float64 ``(n, m)``, NaN where a symbol has no bar. The four signal
+    ``open_``, ``high``, ``low``, ``close``: float64 ``(n, m)``, NaN where a symbol has no bar
+    (a fill's slippage never takes its price beyond the bar's high or low). The four signal
     arrays: bool ``(n, m)``. ``policy``: :class:`PolicySpec`; ``costs``: :class:`CostSpec`.
     With ``record``, fills ``equity`` ``(n, N_EQUITY_COLS)``, ``orders``
     ``(capacity, N_ORDER_COLS)``, ``fills`` (order index per fill, in fill order) and
@@ -309,6 +312,8 @@ def simulate_nb(
                     o = w_order[j]
                     w_on[j] = False
                     price = slipped_nb(open_[k, j] if stage == 0 else c, side, bps)
+                    # slippage never takes a fill beyond the bar's range
+                    price = min(price, high[k, j]) if side > 0 else max(price, low[k, j])
                     fee = fee_nb(costs, qty, price)
                     if (
                         side > 0
@@ -447,6 +452,8 @@ def simulate_nb(
 @njit(cache=True, parallel=True)
 def simulate_batch_nb(
     open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
     close: np.ndarray,
     long_entry: np.ndarray,
     long_exit: np.ndarray,
@@ -473,7 +480,7 @@ def simulate_batch_nb(
     for i in prange(c):
         policy = PolicySpec(long_short[i], retarget[i], quantity[i], fraction[i])
         out[i] = simulate_nb(
-            open_, close, long_entry[i], long_exit[i], short_entry[i], short_exit[i],
+            open_, high, low, close, long_entry[i], long_exit[i], short_entry[i], short_exit[i],
             policy, costs, periods_per_year, False, no_equity, no_orders, no_fills, no_trades,
         )  # fmt: skip
     return out

@@ -188,6 +188,8 @@ def _flush(
     policies = [policy for _, policy, _ in batch]
     raw = simulate_batch_nb(
         data.open,
+        data.high,
+        data.low,
         data.close,
         *stacked,
         np.array([p.long_short for p in policies], dtype=np.bool_),

@@ -204,6 +204,8 @@ def rsi_signals_nb(
 @njit(cache=True, parallel=True)
 def sma_sweep_nb(
     open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
     close: np.ndarray,
     fast: np.ndarray,
     slow: np.ndarray,
@@ -231,7 +233,7 @@ def sma_sweep_nb(
         sma_signals_nb(close, fast[i], slow[i], le, lx, se, sx)
         policy = PolicySpec(long_short[i], long_short[i], quantity[i], fraction[i])
         out[i] = simulate_nb(
-            open_, close, le, lx, se, sx, policy, costs, periods_per_year, False,
+            open_, high, low, close, le, lx, se, sx, policy, costs, periods_per_year, False,
             no_equity, no_orders, no_fills, no_trades,
         )  # fmt: skip
     return out

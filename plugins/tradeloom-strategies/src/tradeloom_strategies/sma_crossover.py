@@ -161,6 +161,8 @@ class SmaCrossover(Strategy):
 
         return sma_sweep_nb(
             data.open,
+            data.high,
+            data.low,
             data.close,
             np.array([p.fast for p in params], dtype=np.int64),
             np.array([p.slow for p in params], dtype=np.int64),
