@@ -312,8 +312,8 @@ def simulate_nb(
                     o = w_order[j]
                     w_on[j] = False
                     price = slipped_nb(open_[k, j] if stage == 0 else c, side, bps)
-                    # slippage never takes a fill beyond the bar's range
-                    price = min(price, high[k, j]) if side > 0 else max(price, low[k, j])
+                    if bps > 0.0:  # slippage never takes a fill beyond the bar's range
+                        price = min(price, high[k, j]) if side > 0 else max(price, low[k, j])
                     fee = fee_nb(costs, qty, price)
                     if (
                         side > 0
