@@ -83,6 +83,71 @@ class Context:
         price in the account currency, which ``cash`` and ``equity`` are in."""
         return self._engine.broker.ledger.rate(symbol)
 
+    # --- sizing ---------------------------------------------------------------------------------
+    def size_fixed_fractional(
+        self, symbol: str, risk_fraction: float, stop: float, *, lot: float = 1.0
+    ) -> float:
+        """Units that lose ``risk_fraction`` of equity if the price goes from the latest close
+        to ``stop``: ``equity × risk_fraction ÷ |close − stop|`` (in the account currency),
+        rounded down to ``lot``; unsigned (a stop below the close sizes a long)."""
+        from tradeloom.risk import sizing
+
+        rate = self.fx_rate(symbol)
+        entry = self.last_price(symbol)
+        return self._sized(
+            sizing.fixed_fractional, self.equity, risk_fraction, entry * rate, stop * rate, lot=lot
+        )
+
+    def size_atr(
+        self,
+        symbol: str,
+        risk_fraction: float,
+        *,
+        atr_multiple: float = 2.0,
+        window: int = 14,
+        lot: float = 1.0,
+    ) -> float:
+        """Units that lose ``risk_fraction`` of equity over ``atr_multiple`` average true ranges:
+        ``equity × risk ÷ (k × ATR)``. Wilder's ATR with period ``window``, over the last
+        ``10 × window + 1`` bars (seeded at the start of that span, so the value does not
+        depend on how much history came before)."""
+        from tradeloom.risk import sizing
+
+        span = 10 * window + 1
+        bars = [self.history(symbol, span, field) for field in ("high", "low", "close")]
+        value = self._sized(sizing.atr, *bars, window=window) * self.fx_rate(symbol)
+        return self._sized(
+            sizing.atr_target, self.equity, risk_fraction, value, atr_multiple, lot=lot
+        )
+
+    def size_volatility_target(
+        self,
+        symbol: str,
+        target_vol: float,
+        *,
+        window: int = 60,
+        periods_per_year: float = 252,
+        lot: float = 1.0,
+    ) -> float:
+        """Units whose annualised volatility (standard deviation of the last ``window`` bar
+        returns × √``periods_per_year``) is ``target_vol`` of equity."""
+        from tradeloom.risk import sizing
+
+        closes = self.history(symbol, window + 1)
+        returns = closes[1:] / closes[:-1] - 1.0
+        price = self.last_price(symbol) * self.fx_rate(symbol)
+        return self._sized(
+            sizing.volatility_target, self.equity, target_vol, price, returns,
+            periods_per_year=periods_per_year, lot=lot,
+        )  # fmt: skip
+
+    @staticmethod
+    def _sized(fn: Any, *args: Any, **kwargs: Any) -> float:
+        try:
+            return float(fn(*args, **kwargs))
+        except (TypeError, ValueError) as exc:
+            raise RunError(f"{fn.__name__}(): {exc}") from None
+
     # --- account --------------------------------------------------------------------------------
     def position(self, symbol: str) -> Position:
         return self._engine.broker.ledger.position(symbol)
