@@ -24,11 +24,25 @@ def tradeloom_register_brokers(register: Register) -> None:
 
 @hookimpl
 def tradeloom_register_risk_rules(register: Register) -> None:
-    from tradeloom.risk.rules import MaxOrderNotional, MaxOrderQuantity, MaxPosition
+    from tradeloom.risk.rules import (
+        MaxGrossExposure,
+        MaxLeverage,
+        MaxNetExposure,
+        MaxOrderNotional,
+        MaxOrderQuantity,
+        MaxPosition,
+        PriceCollar,
+        RestrictedInstruments,
+    )
 
     register("max-order-quantity", MaxOrderQuantity)
     register("max-order-notional", MaxOrderNotional)
     register("max-position", MaxPosition)
+    register("price-collar", PriceCollar)
+    register("max-gross-exposure", MaxGrossExposure)
+    register("max-net-exposure", MaxNetExposure)
+    register("max-leverage", MaxLeverage)
+    register("restricted-instruments", RestrictedInstruments)
 
 
 @hookimpl

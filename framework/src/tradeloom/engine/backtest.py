@@ -439,6 +439,7 @@ class BacktestEngine:
             if exclude
             else working,
             last_prices=dict(self.prices),
+            rates=ledger.rates,  # a live view at this bar's time, or {} (nothing to copy)
         )
 
     # --- the loop -------------------------------------------------------------------------------

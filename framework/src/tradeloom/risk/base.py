@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tradeloom.components import Capabilities, Component, Mode
-from tradeloom.model import Order, Position
+from tradeloom.model import Order, Position, Side
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,15 @@ class RiskView:
     positions: Mapping[str, Position]
     open_orders: Sequence[Order]
     last_prices: Mapping[str, float]
+    """The reference price of each symbol: its latest close, in the symbol's quote currency."""
+    rates: Mapping[str, float] = field(default_factory=dict)
+    """Account-currency units per unit of each symbol's quote currency, now; a symbol not in it
+    (every symbol when it is empty) is quoted in the account currency (rate 1.0)."""
+
+    def rate(self, symbol: str) -> float:
+        """Account-currency units per unit of ``symbol``'s quote currency."""
+        rates = self.rates
+        return rates.get(symbol, 1.0) if rates else 1.0
 
     def position_qty(self, symbol: str) -> float:
         pos = self.positions.get(symbol)
@@ -48,6 +57,68 @@ class RiskView:
             for o in self.open_orders
             if o.symbol == symbol and o.side.sign == side_sign
         )
+
+    def reach(self, order: Order | None = None) -> dict[str, tuple[float, float]]:
+        """For each symbol held or with working orders (and ``order``'s, if given, counted as one
+        more working order): ``(low, high)``, the lowest and highest position it can reach if its
+        working orders fill (position - working sells, position + working buys)."""
+        reach = {s: [p.quantity, p.quantity] for s, p in self.positions.items()}
+        orders = self.open_orders if order is None else [*self.open_orders, order]
+        for o in orders:
+            r = reach.get(o.symbol)
+            if r is None:
+                r = reach[o.symbol] = [0.0, 0.0]
+            if o.side is Side.BUY:
+                r[1] += o.remaining
+            else:
+                r[0] -= o.remaining
+        return {s: (lo, hi) for s, (lo, hi) in reach.items()}
+
+    def unit_value(self, symbol: str, order: Order | None = None) -> float | None:
+        """One unit of ``symbol`` in the account currency: the reference price (latest close),
+        else the position's average price, else the limit or stop price of a working order (or
+        of ``order``) in it, times the rate; ``None`` when there is no price at all."""
+        price = self.last_prices.get(symbol)
+        if price is None:
+            pos = self.positions.get(symbol)
+            if pos is not None and pos.avg_price > 0:
+                price = pos.avg_price
+            else:
+                orders = self.open_orders if order is None else [*self.open_orders, order]
+                price = next(
+                    (
+                        o.limit_price or o.stop_price
+                        for o in orders
+                        if o.symbol == symbol and (o.limit_price or o.stop_price)
+                    ),
+                    None,
+                )
+                if price is None:
+                    return None
+        return price * self.rate(symbol)
+
+    def gross_exposure(self, order: Order | None = None) -> float:
+        """The worst-case gross exposure in the account currency, counting working orders (and
+        ``order`` if given): sum over symbols of ``max(|low|, |high|) × unit value`` (see
+        :meth:`reach`); a symbol with no price at all counts 0."""
+        total = 0.0
+        for symbol, (lo, hi) in self.reach(order).items():
+            value = self.unit_value(symbol, order)
+            if value is not None:
+                total += max(abs(lo), abs(hi)) * value
+        return total
+
+    def net_exposure(self, order: Order | None = None) -> float:
+        """The worst-case absolute net exposure in the account currency, counting working orders
+        (and ``order`` if given): ``max(|Σ low × value|, |Σ high × value|)``, every
+        symbol's working buys filling or every symbol's working sells filling."""
+        low = high = 0.0
+        for symbol, (lo, hi) in self.reach(order).items():
+            value = self.unit_value(symbol, order)
+            if value is not None:
+                low += lo * value
+                high += hi * value
+        return max(abs(low), abs(high))
 
 
 class RiskRule(Component):
