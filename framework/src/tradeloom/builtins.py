@@ -25,14 +25,17 @@ def tradeloom_register_brokers(register: Register) -> None:
 @hookimpl
 def tradeloom_register_risk_rules(register: Register) -> None:
     from tradeloom.risk.rules import (
+        DuplicateOrderGuard,
         MaxGrossExposure,
         MaxLeverage,
         MaxNetExposure,
         MaxOrderNotional,
         MaxOrderQuantity,
         MaxPosition,
+        MessageThrottle,
         PriceCollar,
         RestrictedInstruments,
+        StaleDataGuard,
     )
 
     register("max-order-quantity", MaxOrderQuantity)
@@ -43,6 +46,9 @@ def tradeloom_register_risk_rules(register: Register) -> None:
     register("max-net-exposure", MaxNetExposure)
     register("max-leverage", MaxLeverage)
     register("restricted-instruments", RestrictedInstruments)
+    register("message-throttle", MessageThrottle)
+    register("duplicate-order-guard", DuplicateOrderGuard)
+    register("stale-data-guard", StaleDataGuard)
 
 
 @hookimpl

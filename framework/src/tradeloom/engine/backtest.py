@@ -428,6 +428,12 @@ class BacktestEngine:
     def _risk_view(self, exclude: str = "") -> RiskView:
         """What the risk rules see; ``exclude``: an order being replaced (its old version is not
         counted among the working orders)."""
+        from tradeloom.risk.base import LazyMapping
+
+        def last_bar_ts(symbol: str) -> int | None:
+            i = self._index_of(symbol)  # carried bars come first: -1 only before the first bar
+            return int(self._ts[symbol][i]) if i >= 0 else None
+
         ledger = self.broker.ledger
         working = self.broker.open_orders()
         return RiskView(
@@ -440,6 +446,7 @@ class BacktestEngine:
             else working,
             last_prices=dict(self.prices),
             rates=ledger.rates,  # a live view at this bar's time, or {} (nothing to copy)
+            last_bar_ts=LazyMapping(self._hist, last_bar_ts),  # computed when read
         )
 
     # --- the loop -------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tradeloom.components import Capabilities, Component, Mode
@@ -39,6 +39,10 @@ class RiskView:
     rates: Mapping[str, float] = field(default_factory=dict)
     """Account-currency units per unit of each symbol's quote currency, now; a symbol not in it
     (every symbol when it is empty) is quoted in the account currency (rate 1.0)."""
+    last_bar_ts: Mapping[str, int] = field(default_factory=dict)
+    """The timestamp (ns since epoch) of each symbol's latest bar at ``ts``; a symbol without a
+    bar yet is not in it. Empty when the engine does not provide it. The backtest engine fills
+    it lazily (:class:`LazyMapping`): read it during ``check``, not later."""
 
     def rate(self, symbol: str) -> float:
         """Account-currency units per unit of ``symbol``'s quote currency."""
@@ -119,6 +123,30 @@ class RiskView:
                 low += lo * value
                 high += hi * value
         return max(abs(low), abs(high))
+
+
+class LazyMapping(Mapping[str, int]):
+    """A read-only mapping whose values are computed when asked for: ``get(key)`` returns the
+    value, or ``None`` for a key that has none (it is then not in the mapping). For views that
+    are built per order but whose fields are rarely read."""
+
+    __slots__ = ("_get", "_keys")
+
+    def __init__(self, keys: Iterable[str], get: Callable[[str], int | None]) -> None:
+        self._keys = keys
+        self._get = get
+
+    def __getitem__(self, key: str) -> int:
+        value = self._get(key) if key in self._keys else None
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k in self._keys if self._get(k) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class RiskRule(Component):

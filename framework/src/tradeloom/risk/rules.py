@@ -5,11 +5,18 @@ symbol's quote currency and are converted with ``view.rate(symbol)``. Exposure c
 orders as if they fill (the worst case, see :meth:`RiskView.gross_exposure`); an order that does
 not add to the exposure a rule limits always passes, even when a price move has already taken the
 account over the limit.
+
+The stateful rules (message throttle, duplicate guard) remember what they let through: a rule
+instance lives for one run (the runner builds a fresh one per run). They keep time on
+``view.ts``, the simulated clock in a backtest.
 """
 
 from __future__ import annotations
 
-from pydantic import Field
+from collections import deque
+from typing import Any
+
+from pydantic import Field, model_validator
 
 from tradeloom.components import Params
 from tradeloom.model import Order
@@ -232,5 +239,161 @@ class RestrictedInstruments(RiskRule):
             return Reject(
                 self.name, f"{symbol} is restricted: units that would open or add to a position",
                 0.0, added,
+            )  # fmt: skip
+        return None
+
+
+_NS = 1_000_000_000
+"""Nanoseconds per second."""
+
+
+class MessageThrottle(RiskRule):
+    """Caps the orders and replaces each strategy sends per second and/or per minute.
+
+    Counts, per strategy, the messages it let through in the sliding window ending at
+    ``view.ts`` (the last second: timestamps in ``(ts - 1 s, ts]``; likewise the last minute); a
+    replace reaches the gate as the amended order and counts as one message. The message that
+    would take a window over its limit is refused, and a refused message does not count. Cancels
+    do not pass the gate and are never refused. Place it last in the chain: a message a later
+    rule refuses has already been counted here.
+
+    State: per strategy, a deque of the timestamps of the messages it let through, dropped once
+    older than the longest window (so at most the larger limit of them)."""
+
+    class Params(Params):
+        max_per_second: int | None = Field(default=None, gt=0)
+        """Most orders and replaces a strategy may send in any one-second window."""
+        max_per_minute: int | None = Field(default=None, gt=0)
+        """Most orders and replaces a strategy may send in any one-minute window."""
+
+        @model_validator(mode="after")
+        def _one_limit(self) -> MessageThrottle.Params:
+            if self.max_per_second is None and self.max_per_minute is None:
+                raise ValueError("give max_per_second, max_per_minute or both")
+            return self
+
+    def __init__(self, params: Params | None = None, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        p = self.params
+        self._windows = [
+            (label, span, limit)
+            for label, span, limit in (
+                ("second", _NS, p.max_per_second),
+                ("minute", 60 * _NS, p.max_per_minute),
+            )
+            if limit is not None
+        ]
+        self._span = max(span for _, span, _ in self._windows)
+        self._sent: dict[str, deque[int]] = {}
+
+    def check(self, order: Order, view: RiskView) -> Reject | None:
+        now = view.ts
+        sent = self._sent.get(order.strategy_id)
+        if sent is None:
+            sent = self._sent[order.strategy_id] = deque()
+        oldest = now - self._span
+        while sent and sent[0] <= oldest:
+            sent.popleft()
+        for label, span, limit in self._windows:
+            start, count = now - span, 0
+            for ts in reversed(sent):  # newest first: stops after at most `limit` of them
+                if ts <= start or count >= limit:
+                    break
+                count += 1
+            if count >= limit:
+                return Reject(
+                    self.name,
+                    f"messages from strategy {order.strategy_id} in the last {label} over the "
+                    "limit",
+                    limit,
+                    count + 1,
+                )
+        sent.append(now)
+        return None
+
+
+class DuplicateOrderGuard(RiskRule):
+    """Refuses an order that repeats one the same strategy sent within ``window_seconds``.
+
+    A repeat has the same symbol, side, quantity, type, limit price and stop price as an order
+    with another client order id that the rule let through at most ``window_seconds`` before
+    ``view.ts``. A replace (the same client order id as an earlier order) is not a duplicate of
+    itself, and its amended terms are remembered as sent at its time, along with the terms it
+    was first sent with. A reused client order id never reaches a fill: the engine stamps the
+    ids, and the simulated broker refuses an order whose id it has seen
+    (``duplicate client order id``).
+
+    State: the terms of the orders it let through in the window, per strategy, with each one's
+    client order id and time; dropped once older than the window."""
+
+    class Params(Params):
+        window_seconds: float = Field(gt=0)
+        """How long after an order the same order from the same strategy is refused, in
+        seconds."""
+
+    def __init__(self, params: Params | None = None, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self._window = round(self.params.window_seconds * _NS)
+        self._recent: deque[tuple[int, tuple[Any, ...], str]] = deque()
+        self._seen: dict[tuple[Any, ...], dict[str, int]] = {}
+        """(strategy, terms) -> client order id -> when it was last let through."""
+
+    def check(self, order: Order, view: RiskView) -> Reject | None:
+        now = view.ts
+        oldest = now - self._window
+        recent, seen = self._recent, self._seen
+        while recent and recent[0][0] < oldest:
+            ts, key, coid = recent.popleft()
+            ids = seen.get(key)
+            if ids is not None and ids.get(coid) == ts:
+                del ids[coid]
+                if not ids:
+                    del seen[key]
+        key = (
+            order.strategy_id, order.symbol, order.side, order.quantity, order.type,
+            order.limit_price, order.stop_price,
+        )  # fmt: skip
+        ids = seen.get(key)
+        coid = order.client_order_id
+        if ids is not None:
+            for other, ts in ids.items():
+                if other != coid:
+                    return Reject(
+                        self.name,
+                        f"same {order.type.value} {order.side.value} of {order.quantity:g} "
+                        f"{order.symbol} as order {other}, sent {(now - ts) / _NS:g} s earlier "
+                        f"(window {self.params.window_seconds:g} s)",
+                    )
+        else:
+            ids = seen[key] = {}
+        ids[coid] = now
+        recent.append((now, key, coid))
+        return None
+
+
+class StaleDataGuard(RiskRule):
+    """Refuses an order when the ordered symbol's latest bar is more than ``max_age_seconds``
+    old at ``view.ts`` (``view.last_bar_ts``), or when there is no bar time for it (no bar yet,
+    or an engine that does not provide bar times).
+
+    In a multi-symbol run the clock moves on with the other symbols' bars, so a symbol that
+    stopped trading goes stale while the others do not. Stateless."""
+
+    class Params(Params):
+        max_age_seconds: float = Field(ge=0)
+        """Oldest the ordered symbol's latest bar may be, in seconds (its timestamp to now)."""
+
+    def check(self, order: Order, view: RiskView) -> Reject | None:
+        last = view.last_bar_ts.get(order.symbol)
+        if last is None:
+            return Reject(
+                self.name, f"no bar time for {order.symbol}: the age of its data cannot be checked"
+            )
+        age = (view.ts - last) / _NS
+        limit = self.params.max_age_seconds
+        if age > limit + 1e-9:
+            return Reject(
+                self.name, f"latest bar of {order.symbol} too old: seconds since it over the limit",
+                limit, age,
             )  # fmt: skip
         return None
