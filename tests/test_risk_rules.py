@@ -535,7 +535,7 @@ def test_max_gross_exposure_from_a_deployment(tmp_path: Path) -> None:
     assert len(rejected) >= 1
     reason = rejected["reason"].iloc[0]
     assert reason.startswith(
-        "risk rule max-gross-exposure: gross exposure would exceed the limit (limit 50000, observed "
+        "risk rule max-gross-exposure: gross exposure would exceed the limit (limit 50,000, observed "
     )
     assert (orders["filled_quantity"] == 0).all()
 

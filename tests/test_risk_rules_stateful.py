@@ -209,8 +209,8 @@ def test_stale_data_guard_in_a_merged_timeline() -> None:
     head = "risk rule stale-data-guard: latest bar of Y too old: seconds since it over the limit"
     assert rejects(s) == [
         "risk rule stale-data-guard: no bar time for Y: the age of its data cannot be checked",
-        f"{head} (limit 86400, observed 172800)",  # 01-05: last bar 01-03
-        f"{head} (limit 86400, observed 259200)",  # 01-06
+        f"{head} (limit 86,400, observed 172,800)",  # 01-05: last bar 01-03
+        f"{head} (limit 86,400, observed 259,200)",  # 01-06
     ]
     # 01-01 (no bar), 01-05, 01-06 refused; 01-04 is exactly a day old and passes.
     refused = [k for k, v in status(s).items() if v == "rejected"]

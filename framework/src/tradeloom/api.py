@@ -38,7 +38,8 @@ from tradeloom.execution import SimulatedBroker
 from tradeloom.execution.cost_models import CostModel
 from tradeloom.execution.fills import FillModel
 from tradeloom.portfolio.fx import FxRates
-from tradeloom.risk import RiskGate, RiskRule
+from tradeloom.risk import RiskRule
+from tradeloom.risk.control import RiskControl
 from tradeloom.strategy import Strategy
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ def run_backtest(
     strategies: Strategy | Sequence[tuple[str, Strategy]],
     *,
     broker: SimulatedBroker | None = None,
-    risk: Sequence[RiskRule] = (),
+    risk: Sequence[RiskRule] | RiskControl = (),
     costs: Sequence[CostModel] = (),
     fill_models: Sequence[FillModel] = (),
     initial_cash: float = 100_000.0,
@@ -202,7 +203,7 @@ def run_backtest(
             market,
             strategies,
             broker,
-            RiskGate(risk),
+            risk if isinstance(risk, RiskControl) else RiskControl(list(risk)),
             initial_cash=initial_cash,
             currency=currency,
             progress=progress,

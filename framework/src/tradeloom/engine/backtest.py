@@ -25,7 +25,7 @@ the equity curve is rebuilt chunk by chunk, so only the current chunk's bars are
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -51,9 +51,13 @@ from tradeloom.model import (
 )
 from tradeloom.portfolio.fx import FxRates
 from tradeloom.risk import RiskGate, RiskView
+from tradeloom.risk.control import RiskControl
 from tradeloom.strategy import Context, Strategy
 
 NS_PER_DAY = 86_400_000_000_000
+RISK_ID = "risk"
+"""The strategy id of the orders the runner's risk control sends (protective exits,
+flattening)."""
 MAX_ROUNDS = 1000  # callback rounds per timestamp before we call it a runaway loop
 
 
@@ -186,7 +190,7 @@ class BacktestEngine:
         data: MarketData | ChunkedMarket,
         strategies: Sequence[tuple[str, Strategy]],
         broker: SimulatedBroker,
-        risk: RiskGate,
+        risk: RiskControl | RiskGate,
         *,
         initial_cash: float,
         currency: str,
@@ -207,14 +211,17 @@ class BacktestEngine:
         self.symbols = data.symbols
         self.strategies = list(strategies)
         self.broker = broker
-        self.risk = risk
+        if RISK_ID in ids:
+            raise RunError(f"strategy id {RISK_ID!r} is reserved for the runner's risk exits")
+        self.risk = risk if isinstance(risk, RiskControl) else RiskControl(list(risk.rules))
+        self.risk.attach(self)
         self.initial_cash = initial_cash
         self.currency = currency
         self.now = 0
         self.orders: dict[str, Order] = {}
         self.fills: list[Fill] = []
         self.prices = _Prices(self)
-        self._seq: dict[str, int] = dict.fromkeys(ids, 0)
+        self._seq: dict[str, int] = dict.fromkeys([*ids, RISK_ID], 0)
         self._groups = 0
         self._queue: list[OrderUpdate | Fill] = []
         self._contexts = {sid: Context(self, sid) for sid in ids}
@@ -299,7 +306,8 @@ class BacktestEngine:
         """Stamp a strategy's order, pass it through the risk gate and send it to the broker.
         ``extra``: the optional :class:`Order` fields (trail, one-cancels-other group)."""
         order = self._new_order(strategy_id, symbol, side, quantity, kind, limit, stop, tif, extra)
-        reject = self.risk.check(order, self._risk_view()) if len(self.risk) else None
+        risk = self.risk
+        reject = risk.check(order, self._risk_view()) if risk.active else None
         if reject is None:
             self.broker.submit(order)
         else:
@@ -357,8 +365,10 @@ class BacktestEngine:
             amended = current.evolve(**changes)
         except TradeloomError as exc:
             raise RunError(f"replace(): {exc}") from exc
-        view = self._risk_view(exclude=client_order_id)
-        reject = self.risk.check(amended, view) if len(self.risk) else None
+        risk = self.risk
+        reject = (
+            risk.check(amended, self._risk_view(exclude=client_order_id)) if risk.active else None
+        )
         if reject is not None:
             note = f"replace rejected: {reject.message()}"
             self._queue.append(OrderUpdate(current, current.status, self.now, note))
@@ -366,7 +376,65 @@ class BacktestEngine:
         self.broker.replace(amended)
 
     def cancel(self, client_order_id: str) -> None:
+        """A strategy's cancel: through the gate's message rules (a trading state never stops a
+        cancel), then the broker."""
+        risk = self.risk
+        if risk.checks_cancels:
+            order = self.broker.get_order(client_order_id)
+            if order is not None and (order.status.is_working or order.status is OrderStatus.HELD):
+                reject = risk.check_cancel(order, self._risk_view())
+                if reject is not None:
+                    note = f"cancel rejected: {reject.message()}"
+                    self._queue.append(OrderUpdate(order, order.status, self.now, note))
+                    return
         self.broker.cancel(client_order_id)
+
+    # --- called by the risk control (RiskControl.attach) ---------------------------------------
+    def risk_view(self) -> RiskView:
+        return self._risk_view()
+
+    def working_orders(self) -> list[Order]:
+        """Working orders and exits held until their entry fills."""
+        broker = self.broker
+        held = [o for o in broker.orders.values() if o.status is OrderStatus.HELD]
+        return [*broker.open_orders(), *held]
+
+    def cancel_order(self, client_order_id: str, reason: str) -> None:
+        self.broker.cancel(client_order_id, reason)
+
+    def send_exit(self, symbol: str, side: Side, quantity: float, reason: str) -> Order | None:
+        """A market order from the runner (strategy id ``risk``) that reduces a position; the
+        control checks that it does. Returns it, or ``None`` when refused."""
+        order = self._new_order(
+            RISK_ID, symbol, side, quantity, OrderType.MARKET, None, None, TimeInForce.GTC, None
+        )
+        reject = self.risk.check(order, self._risk_view(), origin="risk")
+        if reject is None:
+            self.broker.submit(order)
+            update = self.broker.get_order(order.client_order_id)
+            if update is not None and update.status.is_working:
+                self._queue.append(OrderUpdate(update, update.status, self.now, reason))
+            return order
+        rejected = order.transition(OrderStatus.REJECTED, self.now, reject.message())
+        self.orders[order.client_order_id] = rejected
+        self._queue.append(OrderUpdate(rejected, order.status, self.now))
+        return None
+
+    def bars_of(self, symbol: str, n: int) -> np.ndarray:
+        """The last ``n`` bars of ``symbol`` seen so far: rows open, high, low, close, volume."""
+        end = self._index_of(symbol) + 1
+        h = self._hist[symbol]
+        h.fill_to(end)
+        view = h.buf[:, max(0, end - n) : end]
+        view.flags.writeable = False
+        return view
+
+    def _strategy_qty(self, strategy_id: str, symbol: str) -> float:
+        return sum(
+            f.signed_quantity
+            for f in self.fills
+            if f.strategy_id == strategy_id and f.symbol == symbol
+        )
 
     def _new_order(
         self,
@@ -446,6 +514,7 @@ class BacktestEngine:
             else working,
             last_prices=dict(self.prices),
             rates=ledger.rates,  # a live view at this bar's time, or {} (nothing to copy)
+            strategy_qty=self._strategy_qty,
             last_bar_ts=LazyMapping(self._hist, last_bar_ts),  # computed when read
         )
 
@@ -617,6 +686,8 @@ class BacktestEngine:
         at_close = broker.at_close
         session_closes = broker.at_session_close  # market-on-close orders, if any
         margin = broker.checks_margin
+        risk = self.risk
+        watch = risk.watches_bars or risk.watches_equity
         make = tuple.__new__
         current = ""
         try:
@@ -643,10 +714,23 @@ class BacktestEngine:
                     broker.check_margin()
                 if events or queue:
                     self._deliver()
+                if watch:
+                    current = ""
+                    self._watch((bar,))
         except TradeloomError:
             raise
         except Exception as exc:
             raise self._strategy_error(current, self._bar_callback(current), exc) from exc
+
+    def _watch(self, bars: Iterable[Bar]) -> None:
+        """The risk control's turn after the bars at this timestamp: scheduled operator
+        actions, protective exits, then equity for the loss and drawdown monitors."""
+        risk = self.risk
+        risk.on_bars(bars)
+        if risk.watches_equity:
+            risk.on_equity(self.now, self.broker.ledger.equity())
+        if self.broker.events or self._queue:
+            self._deliver()
 
     def _loop_merged(self, timeline: np.ndarray, start: int, end: int) -> None:
         symbols = self.symbols
@@ -668,6 +752,8 @@ class BacktestEngine:
         at_close = broker.at_close
         session_closes = broker.at_session_close  # market-on-close orders, if any
         margin = broker.checks_margin
+        risk = self.risk
+        watch = risk.watches_bars or risk.watches_equity
         index = self._index
         aligned = self._aligned
         make = tuple.__new__
@@ -706,6 +792,9 @@ class BacktestEngine:
                     broker.check_margin()
                 if events or queue:
                     self._deliver()
+                if watch:
+                    current = ""
+                    self._watch(bars.values())
         except TradeloomError:
             raise
         except Exception as exc:
@@ -777,6 +866,8 @@ class BacktestEngine:
         """Route broker events to their strategies until no callback places a new order."""
         orders, fills = self.orders, self.fills
         wants_fill, wants_order = self._wants_fill, self._wants_order
+        risk = self.risk
+        fill_watch = risk.watches_fills
         for _ in range(MAX_ROUNDS):
             events = self._queue + self.broker.drain()
             self._queue.clear()
@@ -785,6 +876,8 @@ class BacktestEngine:
             for event in events:
                 if type(event) is Fill:
                     fills.append(event)
+                    if fill_watch:
+                        risk.on_fill(event)
                     sid = event.strategy_id
                     if sid in wants_fill:
                         strategy = self._by_id[sid]

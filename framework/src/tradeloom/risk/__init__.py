@@ -1,5 +1,18 @@
-"""Pre-trade risk: the rule contract, the gate, and built-in rules."""
+"""Pre-trade risk: the rule contract, the gate, trading states and the kill switch, and
+built-in rules."""
 
-from tradeloom.risk.base import Reject, RiskGate, RiskRule, RiskView
+from tradeloom.risk.base import Reject, RiskGate, RiskMonitor, RiskRule, RiskView
+from tradeloom.risk.control import KillReport, RiskControl, RiskEvent, Scope, TradingState
 
-__all__ = ["Reject", "RiskGate", "RiskRule", "RiskView"]
+__all__ = [
+    "KillReport",
+    "Reject",
+    "RiskControl",
+    "RiskEvent",
+    "RiskGate",
+    "RiskMonitor",
+    "RiskRule",
+    "RiskView",
+    "Scope",
+    "TradingState",
+]

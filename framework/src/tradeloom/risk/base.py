@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tradeloom.components import Capabilities, Component, Mode
-from tradeloom.model import Order, Position, Side
+from tradeloom.model import Bar, Fill, Order, Position, Side
+
+if TYPE_CHECKING:
+    from tradeloom.risk.control import RiskControl
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +25,18 @@ class Reject:
     def message(self) -> str:
         detail = ""
         if self.limit is not None and self.observed is not None:
-            detail = f" (limit {self.limit:g}, observed {self.observed:g})"
+            detail = f" (limit {number(self.limit)}, observed {number(self.observed)})"
         return f"risk rule {self.rule}: {self.reason}{detail}"
+
+
+def number(x: float) -> str:
+    """A limit or an observed value for people: ``1,250,000`` rather than ``1.25e+06``, up to
+    six significant digits below 10,000."""
+    if x != x or x in (float("inf"), float("-inf")):
+        return str(x)
+    if abs(x) >= 10_000:
+        return f"{x:,.2f}".rstrip("0").rstrip(".")
+    return f"{x:.6g}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +53,10 @@ class RiskView:
     rates: Mapping[str, float] = field(default_factory=dict)
     """Account-currency units per unit of each symbol's quote currency, now; a symbol not in it
     (every symbol when it is empty) is quoted in the account currency (rate 1.0)."""
+    strategy_qty: Callable[[str, str], float] | None = None
+    """``strategy_qty(strategy_id, symbol)``: the net units that strategy's fills left in the
+    symbol (the account's positions are shared by every strategy); ``None`` when the engine
+    does not attribute positions."""
     last_bar_ts: Mapping[str, int] = field(default_factory=dict)
     """The timestamp (ns since epoch) of each symbol's latest bar at ``ts``; a symbol without a
     bar yet is not in it. Empty when the engine does not provide it. The backtest engine fills
@@ -52,6 +70,23 @@ class RiskView:
     def position_qty(self, symbol: str) -> float:
         pos = self.positions.get(symbol)
         return pos.quantity if pos is not None else 0.0
+
+    def strategy_position(self, strategy_id: str, symbol: str) -> float:
+        """Net units of ``symbol`` bought minus sold by ``strategy_id`` (the account's position
+        when positions are not attributed)."""
+        if self.strategy_qty is None:
+            return self.position_qty(symbol)
+        return self.strategy_qty(strategy_id, symbol)
+
+    def reduces(self, order: Order) -> bool:
+        """Is ``order`` risk-reducing: against the position, and its units together with the
+        working orders on its side no more than the position (it cannot open or flip one)?"""
+        sign = order.side.sign
+        held = self.position_qty(order.symbol) * sign  # negative: the order is against it
+        if held >= 0:
+            return False
+        room = -held - abs(self.working_qty(order.symbol, sign))
+        return order.quantity <= room + 1e-9 * max(1.0, -held)
 
     def working_qty(self, symbol: str, side_sign: int) -> float:
         """Signed remaining quantity of working orders in ``symbol`` on one side
@@ -150,7 +185,11 @@ class LazyMapping(Mapping[str, int]):
 
 
 class RiskRule(Component):
-    """A pre-trade rule. ``check`` returns ``None`` to accept or a :class:`Reject`."""
+    """A pre-trade rule. ``check`` returns ``None`` to accept or a :class:`Reject`.
+
+    The optional methods let a rule also watch what happens and act through the
+    :class:`~tradeloom.risk.control.RiskControl` it is given (halt a scope, send a protective
+    exit, raise an alert). The control calls only the methods a rule overrides."""
 
     capabilities = Capabilities(modes=frozenset({Mode.BACKTEST, Mode.PAPER, Mode.LIVE}))
     name: str = ""
@@ -159,12 +198,40 @@ class RiskRule(Component):
     def check(self, order: Order, view: RiskView) -> Reject | None:
         raise NotImplementedError
 
+    def check_cancel(self, order: Order, view: RiskView) -> Reject | None:
+        """A strategy's cancel of ``order``; refuse only to protect the venue (message rate)."""
+        return None
+
+    def on_reject(self, order: Order, reject: Reject, control: RiskControl) -> None:
+        """This rule's ``reject`` of ``order`` was recorded."""
+
+    def on_fill(self, fill: Fill, control: RiskControl) -> None:
+        """An execution was booked (every strategy's and the runner's exits)."""
+
+    def on_equity(self, ts: int, equity: float, control: RiskControl) -> None:
+        """The account's equity after the bars at ``ts`` (monitors of loss and drawdown)."""
+
+    def on_bar(self, bar: Bar, control: RiskControl) -> None:
+        """A bar closed, after the strategies saw it (protective exits)."""
+
+
+class RiskMonitor(RiskRule):
+    """A rule that only watches (fills, equity, bars) and never checks orders itself; its
+    actions go through the control, whose trading states the gate enforces."""
+
+    def check(self, order: Order, view: RiskView) -> Reject | None:
+        return None
+
 
 class RiskGate:
     """The ordered chain of rules every order passes before it reaches a broker; a reject wins."""
 
     def __init__(self, rules: Sequence[RiskRule]) -> None:
         self._rules = tuple(rules)
+
+    @property
+    def rules(self) -> tuple[RiskRule, ...]:
+        return self._rules
 
     def __len__(self) -> int:
         return len(self._rules)
