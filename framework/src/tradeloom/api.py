@@ -31,6 +31,7 @@ from tradeloom.engine.result import (
     equity_frame,
     fills_frame,
     orders_frame,
+    risk_events_frame,
     trades_frame,
 )
 from tradeloom.errors import ConfigError, DataError
@@ -329,6 +330,7 @@ def _result(
             }
             for ts, call in broker.margin_calls
         ],
+        risk_events=risk_events_frame(engine.risk.events),
         market=market,
         initial_cash=initial_cash,
         currency=currency,

@@ -32,6 +32,7 @@ def tradeloom_register_risk_rules(register: Register) -> None:
         MaxOrderNotional,
         MaxOrderQuantity,
         MaxPosition,
+        MaxVar,
         MessageThrottle,
         PriceCollar,
         RestrictedInstruments,
@@ -49,6 +50,23 @@ def tradeloom_register_risk_rules(register: Register) -> None:
     register("message-throttle", MessageThrottle)
     register("duplicate-order-guard", DuplicateOrderGuard)
     register("stale-data-guard", StaleDataGuard)
+    register("max-var", MaxVar)
+
+    from tradeloom.risk.monitors import (
+        MaxDailyLoss,
+        MaxDrawdown,
+        RepeatedExecutionGuard,
+        StopLoss,
+        TakeProfit,
+        TrailingStop,
+    )
+
+    register("repeated-execution-guard", RepeatedExecutionGuard)
+    register("max-daily-loss", MaxDailyLoss)
+    register("max-drawdown", MaxDrawdown)
+    register("stop-loss", StopLoss)
+    register("take-profit", TakeProfit)
+    register("trailing-stop", TrailingStop)
 
 
 @hookimpl

@@ -51,13 +51,10 @@ from tradeloom.model import (
 )
 from tradeloom.portfolio.fx import FxRates
 from tradeloom.risk import RiskGate, RiskView
-from tradeloom.risk.control import RiskControl
+from tradeloom.risk.control import RISK_ID, RiskControl
 from tradeloom.strategy import Context, Strategy
 
 NS_PER_DAY = 86_400_000_000_000
-RISK_ID = "risk"
-"""The strategy id of the orders the runner's risk control sends (protective exits,
-flattening)."""
 MAX_ROUNDS = 1000  # callback rounds per timestamp before we call it a runaway loop
 
 
@@ -429,6 +426,10 @@ class BacktestEngine:
         view.flags.writeable = False
         return view
 
+    def position_of(self, symbol: str) -> tuple[float, float]:
+        book = self.broker.ledger.books.get(symbol)
+        return (0.0, 0.0) if book is None else (book.quantity, book.avg_price)
+
     def _strategy_qty(self, strategy_id: str, symbol: str) -> float:
         return sum(
             f.signed_quantity
@@ -515,6 +516,7 @@ class BacktestEngine:
             last_prices=dict(self.prices),
             rates=ledger.rates,  # a live view at this bar's time, or {} (nothing to copy)
             strategy_qty=self._strategy_qty,
+            bars=self.bars_of,
             last_bar_ts=LazyMapping(self._hist, last_bar_ts),  # computed when read
         )
 

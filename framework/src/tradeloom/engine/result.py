@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ FILL_COLUMNS = [
     "time",
 ]  # fmt: skip
 CASH_FLOW_COLUMNS = ["time", "kind", "symbol", "amount"]
+RISK_EVENT_COLUMNS = [
+    "time", "kind", "scope", "state", "rule", "reason", "limit", "observed", "client_order_id",
+    "by",
+]  # fmt: skip
 
 
 @dataclass
@@ -51,6 +56,8 @@ class BacktestResult:
       :data:`CASH_FLOW_COLUMNS`; ``kind`` names it (a cost model's registered name for its
       daily financing), ``symbol`` is ``""`` when no symbol is concerned, ``amount`` is
       positive when received.
+    * ``risk_events``: what the risk control did (rejects, halts, kills, exits, alerts),
+      columns :data:`RISK_EVENT_COLUMNS`.
     * ``benchmark``: close prices of the benchmark symbol on the equity index, if configured.
     * ``conventions``: plain-language lines stating every simulation assumption (fill timing,
       fees, slippage, ...); every report prints them.
@@ -78,6 +85,10 @@ class BacktestResult:
     margin_calls: list[dict[str, Any]] = field(default_factory=list)
     """Margin calls of a margin account: time, equity, requirement, deficit and the reason
     (the positions were closed at the next bar; the orders are in ``orders``)."""
+    risk_events: pd.DataFrame = field(default_factory=lambda: risk_events_frame(()))
+    """What the risk control did, columns :data:`RISK_EVENT_COLUMNS`: every reject (rule,
+    limit, observed value, client order id), trading-state change (halts, resumes), kill,
+    protective exit and alert, in time order."""
 
     def report(self, path: str | Path) -> Path:
         """Write the self-contained HTML report to ``path`` and return it."""
@@ -210,6 +221,24 @@ def cash_flows_frame(flows: Iterable[CashFlow]) -> pd.DataFrame:
     return _frame(columns, ("time",), CASH_FLOW_COLUMNS)
 
 
+def risk_events_frame(events: Iterable[Any]) -> pd.DataFrame:
+    """The risk control's :class:`~tradeloom.risk.control.RiskEvent` list as a frame."""
+    events = list(events)
+    columns: dict[str, list[Any]] = {
+        "time": [e.ts for e in events],
+        "kind": [e.kind for e in events],
+        "scope": [e.scope for e in events],
+        "state": [e.state for e in events],
+        "rule": [e.rule for e in events],
+        "reason": [e.reason for e in events],
+        "limit": [np.nan if e.limit is None else float(e.limit) for e in events],
+        "observed": [np.nan if e.observed is None else float(e.observed) for e in events],
+        "client_order_id": [e.client_order_id for e in events],
+        "by": [e.by for e in events],
+    }
+    return _frame(columns, ("time",), RISK_EVENT_COLUMNS)
+
+
 def build_result(
     *,
     run_id: str,
@@ -227,6 +256,7 @@ def build_result(
     conventions: list[str],
     cash_flows: pd.DataFrame | None = None,
     margin_calls: list[dict[str, Any]] | None = None,
+    risk_events: pd.DataFrame | None = None,
 ) -> BacktestResult:
     """Metrics, benchmark and provenance around the frames an engine produced
     (``cash_flows`` defaults to none)."""
@@ -269,6 +299,7 @@ def build_result(
         provenance=provenance,
         cash_flows=cash_flows if cash_flows is not None else cash_flows_frame(()),
         margin_calls=margin_calls or [],
+        risk_events=risk_events if risk_events is not None else risk_events_frame(()),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tradeloom.components import Capabilities, Component, Mode
 from tradeloom.model import Bar, Fill, Order, Position, Side
@@ -57,6 +57,10 @@ class RiskView:
     """``strategy_qty(strategy_id, symbol)``: the net units that strategy's fills left in the
     symbol (the account's positions are shared by every strategy); ``None`` when the engine
     does not attribute positions."""
+    bars: Callable[[str, int], Any] | None = None
+    """``bars(symbol, n)``: the last ``n`` bars of ``symbol`` seen so far, a ``(5, m)`` array
+    (rows open, high, low, close, volume; ``m <= n``); ``None`` when the engine gives no
+    history (rules that need it then refuse with a reason)."""
     last_bar_ts: Mapping[str, int] = field(default_factory=dict)
     """The timestamp (ns since epoch) of each symbol's latest bar at ``ts``; a symbol without a
     bar yet is not in it. Empty when the engine does not provide it. The backtest engine fills

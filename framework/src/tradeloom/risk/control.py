@@ -46,6 +46,9 @@ from tradeloom.risk.base import Reject, RiskGate, RiskMonitor, RiskRule, RiskVie
 
 log = logger.bind(component="tradeloom.risk")
 
+RISK_ID = "risk"
+"""The strategy id of the runner's own orders (protective exits, flattening)."""
+
 
 class TradingState(StrEnum):
     ACTIVE = "active"
@@ -145,6 +148,8 @@ class Actions(Protocol):
     def send_exit(self, symbol: str, side: Side, quantity: float, reason: str) -> Order | None: ...
 
     def bars_of(self, symbol: str, n: int) -> Any: ...
+
+    def position_of(self, symbol: str) -> tuple[float, float]: ...
 
 
 @dataclass(slots=True)
@@ -418,8 +423,17 @@ class RiskControl:
                 rule.on_bar(bar, self)
 
     def exit(self, symbol: str, quantity: float, side: Side, reason: str, rule: str) -> None:
-        """Send a protective exit (a market order from the runner, risk-reducing)."""
+        """Send a protective exit: a market order from the runner for ``quantity`` (risk-
+        reducing). The strategies' working orders in ``symbol`` on the exit's side are canceled
+        first (they would sell what the exit sells); nothing is sent while an earlier runner
+        exit in the symbol is still working."""
         actions = self._require_actions()
+        working = [o for o in actions.working_orders() if o.symbol == symbol]
+        if any(o.strategy_id == RISK_ID for o in working):
+            return
+        for o in working:
+            if o.side is side:
+                actions.cancel_order(o.client_order_id, f"superseded by the {rule} exit")
         order = actions.send_exit(symbol, side, quantity, f"{rule}: {reason}")
         self.events.append(
             RiskEvent(
@@ -427,6 +441,10 @@ class RiskControl:
                 client_order_id=order.client_order_id if order is not None else "",
             )
         )  # fmt: skip
+
+    def position(self, symbol: str) -> tuple[float, float]:
+        """The account's ``(quantity, average price)`` in ``symbol``."""
+        return self._require_actions().position_of(symbol)
 
     def alert(self, scope: Scope | str, reason: str, *, rule: str = "") -> None:
         event = RiskEvent(self._now(), "alert", str(Scope.parse(scope)), reason, rule)
@@ -455,6 +473,11 @@ class RiskControl:
                             name=name, changes=changes, reason=reason)  # fmt: skip
                 return self.rules[i]
         raise ConfigError(f"no risk rule named {name!r}; rules: {', '.join(self._names)}")
+
+    @property
+    def now(self) -> int:
+        """The run's clock (ns since epoch); 0 before the control is attached."""
+        return self._now()
 
     # --- internals ------------------------------------------------------------------------------
     def _now(self) -> int:

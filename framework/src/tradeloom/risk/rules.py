@@ -14,13 +14,15 @@ instance lives for one run (the runner builds a fresh one per run). They keep ti
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from tradeloom.components import Params
 from tradeloom.model import Order
-from tradeloom.risk.base import Reject, RiskRule, RiskView
+from tradeloom.risk.base import Reject, RiskRule, RiskView, number
+from tradeloom.risk.control import RiskControl, Scope
 
 
 class MaxOrderQuantity(RiskRule):
@@ -254,17 +256,28 @@ class MessageThrottle(RiskRule):
     ``view.ts`` (the last second: timestamps in ``(ts - 1 s, ts]``; likewise the last minute); a
     replace reaches the gate as the amended order and counts as one message. The message that
     would take a window over its limit is refused, and a refused message does not count. Cancels
-    do not pass the gate and are never refused. Place it last in the chain: a message a later
-    rule refuses has already been counted here.
+    count too (``count_cancels``) and over the limit are refused like the rest: the venue's
+    message limit does not care what the message is; the kill switch and halts cancel through a
+    separate path that no rule can refuse. Place it last in the chain: a message a later rule
+    refuses has already been counted here.
+
+    Sustained excess (``halt_after`` refusals of one strategy within a minute) halts that
+    strategy (``strategy:ID``, its working orders canceled) and raises an alert: a strategy
+    that keeps hammering the limit is broken, not busy.
 
     State: per strategy, a deque of the timestamps of the messages it let through, dropped once
-    older than the longest window (so at most the larger limit of them)."""
+    older than the longest window (so at most the larger limit of them), and one of its recent
+    refusals."""
 
     class Params(Params):
         max_per_second: int | None = Field(default=None, gt=0)
         """Most orders and replaces a strategy may send in any one-second window."""
         max_per_minute: int | None = Field(default=None, gt=0)
         """Most orders and replaces a strategy may send in any one-minute window."""
+        count_cancels: bool = True
+        """Count (and limit) cancels as messages too."""
+        halt_after: int | None = Field(default=None, gt=0)
+        """Refusals of one strategy within a minute that halt it (none: never halt)."""
 
         @model_validator(mode="after")
         def _one_limit(self) -> MessageThrottle.Params:
@@ -285,6 +298,28 @@ class MessageThrottle(RiskRule):
         ]
         self._span = max(span for _, span, _ in self._windows)
         self._sent: dict[str, deque[int]] = {}
+        self._refused: dict[str, deque[int]] = {}
+
+    def check_cancel(self, order: Order, view: RiskView) -> Reject | None:
+        return self.check(order, view) if self.params.count_cancels else None
+
+    def on_reject(self, order: Order, reject: Reject, control: RiskControl) -> None:
+        limit = self.params.halt_after
+        if limit is None:
+            return
+        sid = order.strategy_id
+        refused = self._refused.setdefault(sid, deque())
+        now = control.now
+        while refused and refused[0] <= now - 60 * _NS:
+            refused.popleft()
+        refused.append(now)
+        if len(refused) >= limit:
+            refused.clear()
+            control.halt(
+                Scope("strategy", sid),
+                f"sustained message-rate excess: {limit} refusals within a minute",
+                rule=self.name, limit=limit, observed=limit,
+            )  # fmt: skip
 
     def check(self, order: Order, view: RiskView) -> Reject | None:
         now = view.ts
@@ -396,4 +431,94 @@ class StaleDataGuard(RiskRule):
                 self.name, f"latest bar of {order.symbol} too old: seconds since it over the limit",
                 limit, age,
             )  # fmt: skip
+        return None
+
+
+class MaxVar(RiskRule):
+    """Refuses an order that would take the portfolio's value at risk over a limit.
+
+    The holdings after the order are the positions, every working order filled, and the order
+    filled; their one-bar money P&L over the last ``window`` bars of closes the run has seen
+    (:func:`tradeloom.risk.var.portfolio_returns`, in the account currency at today's rates)
+    gives the VaR (historical or parametric, at ``confidence``, scaled by √``horizon``). An
+    order that does not raise the VaR (its incremental VaR is not positive) always passes. With
+    several symbols whose bars are not aligned, the histories are cut to the shortest and
+    paired by position. Costs a VaR computation per order: keep it near the end of the chain.
+    """
+
+    class Params(Params):
+        max_var: float | None = Field(default=None, gt=0)
+        """Largest VaR after the order, in the account currency."""
+        max_var_pct: float | None = Field(default=None, gt=0, lt=100)
+        """Largest VaR after the order, in percent of equity."""
+        method: Literal["historical", "parametric"] = "historical"
+        """Historical (empirical quantile) or parametric (normal, variance–covariance)."""
+        confidence: float = Field(default=0.99, gt=0.5, lt=1)
+        """Confidence level, e.g. 0.99."""
+        horizon: int = Field(default=1, gt=0)
+        """Horizon in bars (the one-bar VaR × √horizon)."""
+        window: int = Field(default=250, ge=20)
+        """One-bar P&Ls in the estimate (window + 1 closes)."""
+        min_observations: int = Field(default=20, ge=2)
+        """Fewer one-bar P&Ls than this and the VaR cannot be estimated: orders that add
+        exposure are refused."""
+
+        @model_validator(mode="after")
+        def _one_limit(self) -> MaxVar.Params:
+            if self.max_var is None and self.max_var_pct is None:
+                raise ValueError("give max_var, max_var_pct or both")
+            return self
+
+    def check(self, order: Order, view: RiskView) -> Reject | None:
+        from tradeloom.risk.var import portfolio_var
+
+        p = self.params
+        before: dict[str, float] = {s: pos.quantity for s, pos in view.positions.items()}
+        for o in view.open_orders:
+            before[o.symbol] = before.get(o.symbol, 0.0) + o.remaining * o.side.sign
+        after = dict(before)
+        after[order.symbol] = after.get(order.symbol, 0.0) + order.quantity * order.side.sign
+        held = [s for s, q in after.items() if q != 0.0]
+        if not held:
+            return None
+        if view.bars is None:
+            return Reject(self.name, "this engine gives no price history: VaR cannot be computed")
+        closes = {s: np.asarray(view.bars(s, p.window + 1)[3], dtype=float) for s in held}
+        n = min(len(c) for c in closes.values())
+        if n - 1 < p.min_observations:
+            if abs(after[order.symbol]) <= abs(before.get(order.symbol, 0.0)):
+                return None  # reduces the position: passes without an estimate
+            return Reject(
+                self.name,
+                f"only {max(n - 1, 0)} one-bar P&Ls seen; the VaR needs {p.min_observations} "
+                "(min_observations)",
+            )
+        prices = {s: c[-n:] * view.rate(s) for s, c in closes.items()}
+        kw: dict[str, Any] = {"method": p.method, "confidence": p.confidence, "horizon": p.horizon}
+        var_after = portfolio_var(prices, {s: after[s] for s in held}, **kw).var
+        if var_after <= 0.0:
+            return None
+        was = {s: before.get(s, 0.0) for s in held if before.get(s, 0.0) != 0.0}
+        var_before = portfolio_var(prices, was, **kw).var if was else 0.0
+        if var_after <= var_before + 1e-9 * max(1.0, var_before):
+            return None
+        if p.max_var is not None and _over(var_after, p.max_var):
+            return Reject(
+                self.name,
+                f"{p.method} VaR ({p.confidence:g}, {p.horizon} bar(s)) would exceed the limit "
+                f"(incremental VaR {number(var_after - var_before)})",
+                p.max_var, var_after,
+            )  # fmt: skip
+        if p.max_var_pct is not None:
+            if not view.equity > 0:
+                return Reject(self.name, "equity is not positive: no order may add VaR",
+                              0.0, view.equity)  # fmt: skip
+            pct = var_after / view.equity * 100.0
+            if _over(pct, p.max_var_pct):
+                return Reject(
+                    self.name,
+                    f"{p.method} VaR ({p.confidence:g}, {p.horizon} bar(s)) in % of equity "
+                    "would exceed the limit",
+                    p.max_var_pct, pct,
+                )  # fmt: skip
         return None
