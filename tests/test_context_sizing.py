@@ -54,3 +54,46 @@ def test_bad_sizing_input_is_one_clear_error() -> None:
         sized(1, lambda c: c.size_fixed_fractional("X", 1.5, 98.0))
     with pytest.raises(RunError, match=r"atr\(\):"):
         sized(1, lambda c: c.size_atr("X", 0.01, window=14))  # 2 bars of history
+
+
+def _room(script_bar: int, ask, rules, prior=None):  # type: ignore[no-untyped-def]
+    """What ``ask(ctx)`` returns at bar ``script_bar`` with ``rules`` (``prior`` placed at b0)."""
+    seen: list[float] = []
+    steps = {script_bar: lambda c: seen.append(ask(c))}
+    if prior is not None:
+        steps[0] = prior
+    run(FRAME, Scripted(steps), cash=1_000_000.0, risk=rules)
+    return seen[0]
+
+
+def _named(rule, name):  # type: ignore[no-untyped-def]
+    rule.name = name
+    return rule
+
+
+def test_max_order_size_is_the_tightest_quantity_limit_of_the_gate() -> None:
+    from tradeloom.risk.rules import MaxOrderNotional, MaxOrderQuantity, MaxPosition
+
+    rules = [
+        _named(MaxOrderQuantity(max_quantity=50), "max-order-quantity"),
+        _named(MaxPosition(max_quantity=80), "max-position"),
+        _named(MaxOrderNotional(max_notional=10_000), "max-order-notional"),
+    ]
+    # No rules: nothing limits it.
+    assert _room(1, lambda c: c.max_order_size("X", "buy"), []) == math.inf
+    # At b2 (close 105) after buying 40 at b0 (filled at b1's open): position 40.
+    # quantity 50; position room 80 - 40 = 40 buys; notional 10,000 / 105 = 95.24.
+    buy = _room(2, lambda c: c.max_order_size("X", "buy"), rules, lambda c: c.buy("X", 40))
+    assert buy == 40
+    # Sells: the position can go from +40 to -80: 120, capped by quantity 50.
+    sell = _room(2, lambda c: c.max_order_size("X", "sell"), rules, lambda c: c.buy("X", 40))
+    assert sell == 50
+    # A working buy of 40 more counts: 80 - 40 - 40 = 0.
+    working = _room(
+        2, lambda c: c.max_order_size("X", "buy"), rules[1:2],
+        lambda c: (c.buy("X", 40), c.buy("X", 40, limit=1.0)),
+    )  # fmt: skip
+    assert working == 0
+    # Notional alone: 10,000 / close 105.
+    notional = _room(2, lambda c: c.max_order_size("X", "buy"), rules[2:])
+    assert notional == pytest.approx(10_000 / 105)

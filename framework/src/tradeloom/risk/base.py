@@ -82,6 +82,15 @@ class RiskView:
             return self.position_qty(symbol)
         return self.strategy_qty(strategy_id, symbol)
 
+    def reducing_room(self, symbol: str, side: Side) -> float:
+        """Units of an order on ``side`` that would still be risk-reducing (see
+        :meth:`reduces`)."""
+        sign = side.sign
+        held = self.position_qty(symbol) * sign
+        if held >= 0:
+            return 0.0
+        return max(0.0, -held - abs(self.working_qty(symbol, sign)))
+
     def reduces(self, order: Order) -> bool:
         """Is ``order`` risk-reducing: against the position, and its units together with the
         working orders on its side no more than the position (it cannot open or flip one)?"""
@@ -204,6 +213,12 @@ class RiskRule(Component):
 
     def check_cancel(self, order: Order, view: RiskView) -> Reject | None:
         """A strategy's cancel of ``order``; refuse only to protect the venue (message rate)."""
+        return None
+
+    def room(self, symbol: str, side: Side, view: RiskView) -> float | None:
+        """The largest quantity of a market order in ``symbol`` on ``side`` this rule would
+        accept now (``None``: it sets no quantity limit). Lets the runner answer a strategy's
+        ``ctx.max_order_size`` without showing it the rules."""
         return None
 
     def on_reject(self, order: Order, reject: Reject, control: RiskControl) -> None:

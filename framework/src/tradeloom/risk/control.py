@@ -29,6 +29,7 @@ built, so a HALTED account or strategy stays HALTED across restarts until an ope
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -150,6 +151,14 @@ class Actions(Protocol):
     def bars_of(self, symbol: str, n: int) -> Any: ...
 
     def position_of(self, symbol: str) -> tuple[float, float]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """What :meth:`RiskControl.state_of` reads of an order."""
+
+    strategy_id: str
+    symbol: str
 
 
 @dataclass(slots=True)
@@ -331,7 +340,7 @@ class RiskControl:
         self.events.append(event)
         if current is None or current.state is not TradingState.HALTED:
             log.warning("kill switch: {reason}", reason=reason)
-        canceled, residual = self._cancel_scope(GLOBAL, f"kill switch: {reason}")
+        canceled, residual = self._cancel_scope(GLOBAL, f"kill switch: {reason}", exits=True)
         flattened = self._flatten(GLOBAL, f"kill switch: {reason}") if flatten else ()
         if residual:
             self.events.append(
@@ -379,6 +388,22 @@ class RiskControl:
         if verdict is not None:
             return self._rejected(order, verdict)
         return None
+
+    def room(self, strategy_id: str, symbol: str, side: Side, view: RiskView) -> float:
+        """The largest market order in ``symbol`` on ``side`` the gate's quantity limits
+        (order quantity and notional, position, restricted list) and the trading states would
+        let ``strategy_id`` send now; ``inf`` when nothing limits it. Exposure, leverage, VaR
+        and the message rules can still refuse an order within it."""
+        probe = _Probe(strategy_id, symbol)
+        state, _ = self.state_of(probe)  # type: ignore[arg-type]
+        if state is TradingState.HALTED:
+            return 0.0
+        room = view.reducing_room(symbol, side) if state is TradingState.REDUCING else math.inf
+        for rule in self.gate.rules:
+            limit = rule.room(symbol, side, view)
+            if limit is not None:
+                room = min(room, limit)
+        return max(0.0, room)
 
     def check_cancel(self, order: Order, view: RiskView) -> Reject | None:
         """The verdict on a strategy's cancel: never refused for a trading state (a cancel only
@@ -493,12 +518,16 @@ class RiskControl:
         if self.on_alert is not None:
             self.on_alert(event)
 
-    def _cancel_scope(self, scope: Scope, reason: str) -> tuple[list[str], list[tuple[str, str]]]:
+    def _cancel_scope(
+        self, scope: Scope, reason: str, *, exits: bool = False
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        """Cancel the working orders in ``scope``; the runner's own exits only with ``exits``
+        (the kill switch cancels everything; a halt leaves protective exits working)."""
         if self._actions is None:
             return [], []
         canceled, residual = [], []
         for order in list(self._actions.working_orders()):
-            if not scope.covers(order):
+            if not scope.covers(order) or (order.strategy_id == RISK_ID and not exits):
                 continue
             try:
                 self._actions.cancel_order(order.client_order_id, reason)
@@ -509,9 +538,13 @@ class RiskControl:
         return canceled, residual
 
     def _flatten(self, scope: Scope, reason: str) -> tuple[str, ...]:
+        """Close the positions in ``scope`` with market orders from the runner. Working orders
+        on the closing side (the runner's earlier exits, and the scope's own) are canceled
+        first: they would sell what the flattening sells."""
         if self._actions is None:
             return ()
-        view = self._actions.risk_view()
+        actions = self._actions
+        view = actions.risk_view()
         sent = []
         for symbol, position in view.positions.items():
             if scope.level == "instrument" and symbol != scope.key:
@@ -522,13 +555,22 @@ class RiskControl:
             if abs(qty) <= 1e-12:
                 continue
             side = Side.SELL if qty > 0 else Side.BUY
-            order = self._actions.send_exit(symbol, side, abs(qty), reason)
-            if order is not None:
-                sent.append(order.client_order_id)
-                self.events.append(
-                    RiskEvent(self._now(), "exit", str(scope), reason, "flatten",
-                              client_order_id=order.client_order_id, by="runner")
-                )  # fmt: skip
+            for o in actions.working_orders():
+                if (
+                    o.symbol == symbol
+                    and o.side is side
+                    and (o.strategy_id == RISK_ID or scope.covers(o))
+                ):
+                    actions.cancel_order(o.client_order_id, f"superseded: {reason}")
+            order = actions.send_exit(symbol, side, abs(qty), reason)
+            if order is None:
+                self.alert(scope, f"could not flatten {symbol}: the exit was refused")
+                continue
+            sent.append(order.client_order_id)
+            self.events.append(
+                RiskEvent(self._now(), "exit", str(scope), reason, "flatten",
+                          client_order_id=order.client_order_id, by="runner")
+            )  # fmt: skip
         return tuple(sent)
 
     def _save(self) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from tradeloom.components import Params
-from tradeloom.model import Order
+from tradeloom.model import Order, Side
 from tradeloom.risk.base import Reject, RiskRule, RiskView, number
 from tradeloom.risk.control import RiskControl, Scope
 
@@ -31,6 +31,9 @@ class MaxOrderQuantity(RiskRule):
     class Params(Params):
         max_quantity: float = Field(gt=0)
         """Largest quantity a single order may have."""
+
+    def room(self, symbol: str, side: Side, view: RiskView) -> float | None:
+        return self.params.max_quantity
 
     def check(self, order: Order, view: RiskView) -> Reject | None:
         limit = self.params.max_quantity
@@ -45,6 +48,10 @@ class MaxOrderNotional(RiskRule):
     class Params(Params):
         max_notional: float = Field(gt=0)
         """Largest quantity × reference price a single order may have, in account currency."""
+
+    def room(self, symbol: str, side: Side, view: RiskView) -> float | None:
+        price = view.last_prices.get(symbol)
+        return self.params.max_notional / price if price else 0.0
 
     def check(self, order: Order, view: RiskView) -> Reject | None:
         price = order.limit_price or view.last_prices.get(order.symbol)
@@ -64,6 +71,11 @@ class MaxPosition(RiskRule):
     class Params(Params):
         max_quantity: float = Field(gt=0)
         """Largest absolute position (held + working orders) per symbol, in units."""
+
+    def room(self, symbol: str, side: Side, view: RiskView) -> float | None:
+        sign = side.sign
+        reach = (view.position_qty(symbol) + view.working_qty(symbol, sign)) * sign
+        return max(0.0, self.params.max_quantity - reach)
 
     def check(self, order: Order, view: RiskView) -> Reject | None:
         sign = order.side.sign
@@ -220,6 +232,11 @@ class RestrictedInstruments(RiskRule):
         allow_reducing: bool = True
         """Let orders that reduce an existing position through (true), or refuse every order in
         a restricted symbol (false)."""
+
+    def room(self, symbol: str, side: Side, view: RiskView) -> float | None:
+        if symbol not in self.params.symbols:
+            return None
+        return view.reducing_room(symbol, side) if self.params.allow_reducing else 0.0
 
     def check(self, order: Order, view: RiskView) -> Reject | None:
         symbol = order.symbol

@@ -141,6 +141,19 @@ class Context:
             periods_per_year=periods_per_year, lot=lot,
         )  # fmt: skip
 
+    def max_order_size(self, symbol: str, side: Side | str) -> float:
+        """The largest market order in ``symbol`` on ``side`` (``"buy"``/``"sell"``) the risk
+        gate's quantity limits (order quantity and notional at the latest close, position
+        with working orders, restricted instruments) and trading states would accept now;
+        ``inf`` when none applies. Cap a sized quantity with it:
+        ``min(ctx.size_atr("X", 0.01), ctx.max_order_size("X", "buy"))``. The limits
+        themselves stay with the runner; exposure, leverage, VaR and message rules can still
+        refuse an order within this size."""
+        engine = self._engine
+        engine._index_of(symbol)  # an unknown symbol is a RunError naming the run's symbols
+        side = Side(side) if isinstance(side, str) else side
+        return engine.risk.room(self.strategy_id, symbol, side, engine.risk_view())
+
     @staticmethod
     def _sized(fn: Any, *args: Any, **kwargs: Any) -> float:
         try:
