@@ -1,10 +1,15 @@
 """The self-contained HTML report of a backtest.
 
-One file that opens offline: plotly.js is embedded inline exactly once (one figure with two
-rows: equity over drawdown on a shared time axis), styles are inline, no fonts, images or
-scripts are fetched. Every string that comes from data or config is HTML-escaped. The output
-is deterministic: the same result gives byte-identical files (no generation timestamp, fixed
-div id ``equity-plot``).
+One file that opens offline: plotly.js is embedded inline exactly once (it serves two
+figures: equity over drawdown on a shared time axis, div ``equity-plot``, and the rolling VaR,
+div ``var-plot``), styles are inline, no fonts, images or scripts are fetched. Every string that
+comes from data or config is HTML-escaped. The output is deterministic: the same result gives
+byte-identical files (no generation timestamp, fixed div ids).
+
+Sections, in order: assumptions, metrics, strategy and configuration, equity and drawdown (with
+trade markers and the risk control's halts, kills and resumes), VaR over time, risk controls
+(rejects per rule, halts, exits, alerts and the first :data:`MAX_RISK_EVENT_ROWS` risk events),
+trades, orders, the resolved configuration and provenance.
 
 Large runs stay readable and small:
 
@@ -13,7 +18,11 @@ Large runs stay readable and small:
   survive); metrics are always computed on every bar;
 * at most :data:`MAX_TRADE_MARKERS` trades get entry/exit markers (the ones with the largest
   absolute P&L), drawn as SVG so the report needs no WebGL;
-* the trades table shows the first and last :data:`TRADE_TABLE_EDGE_ROWS` rows.
+* the trades table shows the first and last :data:`TRADE_TABLE_EDGE_ROWS` rows;
+* at most :data:`MAX_RISK_MARKERS` trading-state changes are marked (the first ones), with a
+  vertical line for at most :data:`MAX_RISK_LINES` of them; the risk events table shows the
+  first :data:`MAX_RISK_EVENT_ROWS` events (``risk_events.csv`` has them all);
+* the VaR curve is computed only at the bars the equity curve is drawn with.
 
 Each of these limits is stated in the report when it applies.
 """
@@ -26,10 +35,14 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from tradeloom.report.outputs import _risk_events, risk_summary
 
 if TYPE_CHECKING:
     from tradeloom.engine.result import BacktestResult
@@ -37,9 +50,17 @@ if TYPE_CHECKING:
 __all__ = [
     "EQUITY_PLOT_ID",
     "MAX_PLOT_POINTS",
+    "MAX_RISK_EVENT_ROWS",
+    "MAX_RISK_LINES",
+    "MAX_RISK_MARKERS",
     "MAX_TRADE_MARKERS",
     "TRADE_TABLE_EDGE_ROWS",
+    "VAR_CONFIDENCE",
+    "VAR_MIN_OBSERVATIONS",
+    "VAR_PLOT_ID",
+    "VAR_WINDOW",
     "render_html_report",
+    "rolling_var",
     "write_html_report",
 ]
 
@@ -53,10 +74,30 @@ TRADE_TABLE_EDGE_ROWS = 50
 """The trades table shows this many rows from each end of a long trade list."""
 MAX_REASON_ROWS = 50
 """At most this many distinct (status, reason) rows in the orders summary."""
+VAR_PLOT_ID = "var-plot"
+"""The id of the div holding the rolling VaR figure."""
+VAR_WINDOW = 250
+"""The rolling VaR uses the trailing this many one-bar P&Ls (fewer at the start)."""
+VAR_CONFIDENCE = 0.99
+"""Confidence level of the rolling VaR."""
+VAR_MIN_OBSERVATIONS = 30
+"""The rolling VaR is drawn from the bar with this many one-bar P&Ls on (the historical one
+from ``⌈1 / (1 − VAR_CONFIDENCE)⌉`` on, as :func:`tradeloom.risk.var.historical_var` needs)."""
+MAX_RISK_MARKERS = 1_000
+"""At most this many trading-state changes (halts, kills, resumes) are marked on the equity."""
+MAX_RISK_LINES = 200
+"""At most this many of those markers also get a vertical line."""
+MAX_RISK_EVENT_ROWS = 50
+"""The risk events table shows the first this many events; so does the halts table."""
 
 _NONE = "—"
 _WIN = "#1a7f37"
 _LOSS = "#cf222e"
+_REDUCING = "#bf8700"
+_VAR_TOLERANCE = 1e-9
+"""As in :mod:`tradeloom.risk.var`: slack when turning ``(1 − c)·m`` into a tail count."""
+_VAR_CHUNK = 4_096
+"""Windows evaluated at once by :func:`rolling_var` (bounds its memory)."""
 
 _CSS = """
 :root { color-scheme: light; }
@@ -101,6 +142,8 @@ def write_html_report(result: BacktestResult, path: Path) -> Path:
 def render_html_report(result: BacktestResult) -> str:
     """The complete report of ``result`` as one HTML document (a string)."""
     title = _e(result.title)
+    curves = _equity_curves(result)
+    events = _risk_events(result)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -117,7 +160,9 @@ def render_html_report(result: BacktestResult) -> str:
         _section("Metrics", _kv_table(result.metrics.display_rows(), numeric=True)),
         _section("Strategy and configuration", _config_summary(result.config)),
         "</div>",
-        _section("Equity and drawdown", _figure(result)),
+        _section("Equity and drawdown", _figure(result, curves)),
+        _section("VaR over time", _var_figure(result, curves)),
+        _section("Risk controls", _risk_section(events, result.currency)),
         _section("Trades", _trades_table(result.trades)),
         _section("Orders", _orders_summary(result.orders)),
         _section("Resolved configuration", f"<pre>{_e(_json(result.config))}</pre>"),
@@ -323,18 +368,145 @@ def _trade_markers(
     return traces, note
 
 
-def _figure(result: BacktestResult) -> str:
-    import plotly
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
+def _equity_curves(
+    result: BacktestResult,
+) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray, np.ndarray]:
+    """The bar times (UTC, naive), equity, drawdown and the positions to plot."""
     index = _utc_naive(result.equity.index)
     equity = np.asarray(result.equity["equity"], dtype=np.float64)
     curve = np.concatenate(([float(result.initial_cash)], equity))
     peak = np.maximum.accumulate(curve)[1:]
     with np.errstate(divide="ignore", invalid="ignore"):
         drawdown = np.where(peak > 0, equity / peak - 1.0, 0.0)
-    keep = _plot_positions(equity, drawdown)
+    keep = _plot_positions(equity, drawdown) if len(equity) else np.arange(0)
+    return index, equity, drawdown, keep
+
+
+def _bar_at_or_before(index: pd.DatetimeIndex, times: Any) -> np.ndarray:
+    """For each time, the position of the last bar at or before it (the first bar if none)."""
+    stamps = index.to_numpy().astype("datetime64[ns]")
+    when = _utc_naive(pd.DatetimeIndex(pd.to_datetime(times, utc=True)))
+    pos = np.searchsorted(stamps, when.to_numpy().astype("datetime64[ns]"), side="right") - 1
+    return np.asarray(np.clip(pos, 0, len(stamps) - 1))
+
+
+def _risk_markers(
+    events: pd.DataFrame, index: pd.DatetimeIndex, equity: np.ndarray
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Marker traces, vertical-line shapes and notes for the trading-state changes: halts and
+    kills in red, resumes in green, reducing-only in amber; each marker sits on the equity
+    curve at the event time (the equity of the last bar at or before it)."""
+    if events.empty or not len(equity):
+        return [], [], []
+    kind = events["kind"].astype(str)
+    changes = events[kind.isin(["state", "kill"])]
+    if changes.empty:
+        return [], [], []
+    notes: list[str] = []
+    total = len(changes)
+    if total > MAX_RISK_MARKERS:
+        changes = changes.iloc[:MAX_RISK_MARKERS]
+        notes.append(
+            f"The first {MAX_RISK_MARKERS:,} of {total:,} trading-state changes are marked."
+        )
+    times = _utc_naive(pd.DatetimeIndex(pd.to_datetime(changes["time"], utc=True)))
+    pos = _bar_at_or_before(index, changes["time"])
+    records = changes.to_dict("records")
+    groups: dict[str, list[int]] = {"halt": [], "resume": [], "reducing": []}
+    for i, row in enumerate(records):
+        state = str(row.get("state", ""))
+        if str(row.get("kind")) == "kill" or state == "halted":
+            groups["halt"].append(i)
+        elif state == "active":
+            groups["resume"].append(i)
+        else:
+            groups["reducing"].append(i)
+
+    def text(row: Mapping[Any, Any], when: pd.Timestamp) -> str:
+        state = str(row.get("state", ""))
+        if str(row.get("kind")) == "kill":
+            title = "Kill switch: halted"
+        else:
+            title = {"halted": "Halted", "active": "Resumed", "reducing": "Reducing-only"}.get(
+                state, f"State {state}"
+            )
+        by = _e(row.get("by", ""))
+        rule = "" if _is_missing(row.get("rule")) else str(row.get("rule"))
+        if rule:
+            by += f" (rule {_e(rule)})"
+        parts = [
+            f"<b>{_e(title)}</b> {_e(row.get('scope', ''))}",
+            f"reason: {_e(row.get('reason', ''))}",
+            f"by {by}",
+            f"{_e(when.strftime('%Y-%m-%d %H:%M:%S'))} UTC",
+        ]
+        return "<br>".join(parts)
+
+    labels = [text(row, times[i]) for i, row in enumerate(records)]
+    style = {
+        "halt": ("Halt / kill", "x", _LOSS),
+        "resume": ("Resume", "diamond", _WIN),
+        "reducing": ("Reducing-only", "diamond", _REDUCING),
+    }
+    traces: list[dict[str, Any]] = []
+    colours: list[str] = [""] * len(records)
+    for group, members in groups.items():
+        if not members:
+            continue
+        name, symbol, colour = style[group]
+        for i in members:
+            colours[i] = colour
+        rows = np.asarray(members)
+        traces.append(
+            {
+                "mode": "markers",
+                "name": name,
+                "legendgroup": f"risk-{group}",
+                "x": times[rows],
+                "y": equity[pos[rows]],
+                "hovertext": [labels[i] for i in members],
+                "hoverinfo": "text",
+                "marker": {
+                    "symbol": symbol,
+                    "size": 12,
+                    "color": colour,
+                    "line": {"width": 1, "color": "#ffffff"},
+                },
+            }
+        )
+    shapes = [
+        {
+            "type": "line",
+            "xref": "x",
+            "yref": "y domain",
+            "x0": times[i].isoformat(),
+            "x1": times[i].isoformat(),
+            "y0": 0,
+            "y1": 1,
+            "layer": "below",
+            "line": {"color": colours[i], "width": 1, "dash": "dot"},
+        }
+        for i in range(min(len(records), MAX_RISK_LINES))
+    ]
+    if len(records) > MAX_RISK_LINES:
+        notes.append(f"Only the first {MAX_RISK_LINES:,} of them get a vertical line.")
+    notes.insert(
+        0,
+        "✕ red: a halt or the kill switch; ◆ green: a resume; ◆ amber: reducing-only. Dotted "
+        "lines mark the time; hover a marker for the scope, the reason and who acted.",
+    )
+    return traces, shapes, notes
+
+
+def _figure(
+    result: BacktestResult,
+    curves: tuple[pd.DatetimeIndex, np.ndarray, np.ndarray, np.ndarray],
+) -> str:
+    import plotly
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    index, equity, drawdown, keep = curves
     x = index[keep]
 
     fig = make_subplots(
@@ -368,6 +540,9 @@ def _figure(result: BacktestResult) -> str:
     markers, marker_note = _trade_markers(result.trades, index, equity, result.currency)
     for trace in markers:
         fig.add_trace(go.Scatter(**trace), row=1, col=1)
+    risk_traces, risk_shapes, risk_notes = _risk_markers(_risk_events(result), index, equity)
+    for trace in risk_traces:
+        fig.add_trace(go.Scatter(**trace), row=1, col=1)
     fig.add_trace(
         go.Scatter(
             x=x,
@@ -387,6 +562,7 @@ def _figure(result: BacktestResult) -> str:
         margin={"l": 70, "r": 20, "t": 40, "b": 40},
         hovermode="closest",
         legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
+        shapes=risk_shapes,
     )
     fig.update_yaxes(title_text=f"Equity ({_e(result.currency)})", row=1, col=1)
     fig.update_yaxes(title_text="Drawdown", tickformat=".0%", row=2, col=1)
@@ -410,9 +586,242 @@ def _figure(result: BacktestResult) -> str:
         notes.append(marker_note)
     if markers:
         notes.append("▲ entry, ▼ exit; green for winning trades, red for losing ones.")
+    notes.extend(risk_notes)
     notes.append(f"Charts: plotly {_e(plotly.__version__)}, embedded; the file works offline.")
     note_html = "".join(f'<p class="note">{n}</p>' for n in notes)
     return f"{div}\n{note_html}"
+
+
+# --- rolling VaR -------------------------------------------------------------------------------
+def rolling_var(
+    pnl: Any,
+    *,
+    window: int = VAR_WINDOW,
+    confidence: float = VAR_CONFIDENCE,
+    min_observations: int = VAR_MIN_OBSERVATIONS,
+    ends: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rolling one-bar historical and parametric VaR (positive = a loss) of a P&L series.
+
+    For each end position ``t`` (every position of ``pnl``, or those in ``ends``) the window is
+    ``pnl[max(0, t − window + 1) : t + 1]`` with ``m`` observations, and the estimates are
+    exactly those of :func:`tradeloom.risk.var.historical_var` and
+    :func:`~tradeloom.risk.var.parametric_var` (horizon 1) on that window:
+
+    * historical: ``−x_(k)``, the ``k``-th smallest P&L with ``k = ⌈(1 − c)·m⌉`` (at a 1e-9
+      tolerance); NaN while ``m < ⌈1/(1 − c)⌉`` (too few for the quantile, which
+      ``historical_var`` refuses too) or ``m < min_observations``;
+    * parametric: ``−(μ − z·σ)`` with the window's mean, its standard deviation (ddof = 1) and
+      ``z = Φ⁻¹(c)``; NaN while ``m < min_observations``.
+
+    Vectorised: full windows are strided views of ``pnl`` evaluated a chunk at a time
+    (``np.partition`` for the quantile); the at most ``window − 1`` shorter windows at the
+    start are evaluated one by one. Returns ``(historical, parametric)``, aligned with ``ends``.
+    """
+    x = np.asarray(pnl, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"pnl must be 1-D, got shape {x.shape}")
+    if not 0.5 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0.5, 1), got {confidence!r}")
+    window, min_observations = int(window), max(int(min_observations), 2)
+    if window < min_observations:
+        raise ValueError(f"window {window} is shorter than min_observations {min_observations}")
+    at = np.arange(x.size) if ends is None else np.asarray(ends, dtype=np.intp).reshape(-1)
+    if at.size and (at.min() < 0 or at.max() >= x.size):
+        raise ValueError("ends must be positions inside pnl")
+    historical = np.full(at.size, np.nan)
+    parametric = np.full(at.size, np.nan)
+    p = 1.0 - confidence
+    z = NormalDist().inv_cdf(confidence)
+    needed = math.ceil(1.0 / p - _VAR_TOLERANCE)
+
+    def estimate(windows: np.ndarray, m: int, rows: np.ndarray | slice) -> None:
+        if m >= needed:
+            k = math.ceil(p * m - _VAR_TOLERANCE)
+            historical[rows] = -np.partition(windows, k - 1, axis=1)[:, k - 1] + 0.0
+        mu = windows.mean(axis=1)
+        sigma = windows.std(axis=1, ddof=1)
+        parametric[rows] = -(mu - z * sigma) + 0.0
+
+    observations = np.minimum(at + 1, window)
+    full = np.flatnonzero(observations == window)
+    if full.size:
+        views = sliding_window_view(x, window)  # views[i] is pnl[i : i + window]
+        for start in range(0, full.size, _VAR_CHUNK):
+            rows = full[start : start + _VAR_CHUNK]
+            estimate(views[at[rows] - (window - 1)], window, rows)
+    for row in np.flatnonzero((observations < window) & (observations >= min_observations)):
+        m = int(observations[row])
+        estimate(x[None, :m], m, np.array([row]))
+    return historical, parametric
+
+
+def _var_figure(
+    result: BacktestResult,
+    curves: tuple[pd.DatetimeIndex, np.ndarray, np.ndarray, np.ndarray],
+) -> str:
+    """The rolling VaR of the equity's bar-to-bar P&L, drawn at the equity curve's plotted
+    bars; a one-line note instead when the run is too short."""
+    import plotly.graph_objects as go
+
+    index, equity, _, keep = curves
+    if len(equity) <= VAR_MIN_OBSERVATIONS:
+        return (
+            f'<p class="note">No VaR chart: the run has {len(equity):,} bars, and the rolling '
+            f"VaR needs {VAR_MIN_OBSERVATIONS + 1} (that is {VAR_MIN_OBSERVATIONS} one-bar "
+            "P&amp;Ls).</p>"
+        )
+    pnl = np.diff(equity)  # pnl[j] is the P&L of bar j + 1: equity.diff()
+    bars = keep[keep >= VAR_MIN_OBSERVATIONS]  # bar t has t one-bar P&Ls up to it
+    historical, parametric = rolling_var(pnl, ends=bars - 1)
+    x = index[bars]
+    pct = f"{VAR_CONFIDENCE * 100:g}%"
+    currency = _e(result.currency)
+    fig = go.Figure()
+    shown = np.isfinite(historical)
+    if shown.any():
+        fig.add_trace(
+            go.Scatter(
+                x=x[shown],
+                y=historical[shown],
+                mode="lines",
+                name=f"Historical VaR {pct}",
+                line={"color": _LOSS, "width": 1.5},
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=parametric,
+            mode="lines",
+            name=f"Parametric (normal) VaR {pct}",
+            line={"color": "#8250df", "width": 1.5, "dash": "dash"},
+        )
+    )
+    fig.update_layout(
+        template="plotly_white",
+        height=320,
+        margin={"l": 70, "r": 20, "t": 40, "b": 40},
+        hovermode="x unified",
+        legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
+    )
+    fig.update_yaxes(title_text=f"VaR ({currency})")
+    fig.update_xaxes(title_text="Time (UTC)")
+    div = fig.to_html(
+        full_html=False,
+        include_plotlyjs=False,  # embedded once, with the equity figure above
+        include_mathjax=False,
+        div_id=VAR_PLOT_ID,
+        default_width="100%",
+        default_height="320px",
+        config={"displaylogo": False, "responsive": True},
+    )
+    needed = math.ceil(1.0 / (1.0 - VAR_CONFIDENCE) - _VAR_TOLERANCE)
+    notes = [
+        f"Rolling {VAR_WINDOW}-bar historical and parametric VaR of the equity's one-bar "
+        f"P&amp;L, {pct}: the loss in {currency} of one bar that the trailing {VAR_WINDOW} "
+        f"bar-to-bar equity changes (fewer at the start) exceed with probability "
+        f"{(1 - VAR_CONFIDENCE) * 100:g}%; a positive value is a loss. This is the P&amp;L "
+        "the strategy actually had, not a VaR of the holdings at each bar.",
+        f"Historical: the empirical quantile as in tradeloom.risk.var.historical_var, drawn "
+        f"from {needed} observations on; parametric: normal with the window's mean and "
+        f"standard deviation, drawn from {VAR_MIN_OBSERVATIONS} observations on.",
+    ]
+    if not shown.any():
+        notes.append(
+            f"No historical VaR: the run has fewer than {needed} one-bar P&amp;Ls, too few for "
+            f"the {pct} quantile."
+        )
+    if len(keep) < len(equity):
+        notes.append("Drawn at the same bars as the equity curve.")
+    note_html = "".join(f'<p class="note">{n}</p>' for n in notes)
+    return f"{div}\n{note_html}"
+
+
+# --- risk controls -----------------------------------------------------------------------------
+def _risk_section(events: pd.DataFrame, currency: str) -> str:
+    if events.empty:
+        return "<p>No risk events.</p>"
+    summary = risk_summary(events)
+    kind = events["kind"].astype(str)
+    counts = {k: int((kind == k).sum()) for k in ("reject", "state", "kill", "operator")}
+    parts = [
+        f"<p>{len(events):,} risk events. The full list is in <code>risk_events.csv</code>; "
+        "the counts are under <code>risk</code> in <code>metrics.json</code>.</p>",
+        _kv_table(
+            [
+                ("Rejected orders", f"{counts['reject']:,}"),
+                ("Halts (incl. kill switch)", f"{len(summary['halts']):,}"),
+                ("Kill switch uses", f"{counts['kill']:,}"),
+                ("Resumes", f"{summary['resumes']:,}"),
+                ("Protective exits and flattening orders", f"{summary['exits']:,}"),
+                ("Alerts", f"{summary['alerts']:,}"),
+                ("Operator limit changes", f"{counts['operator']:,}"),
+            ],
+            numeric=True,
+        ),
+        "<h3>Rejects by rule</h3>",
+    ]
+    rejects = sorted(summary["rejects"].items(), key=lambda kv: (-kv[1], kv[0]))
+    if rejects:
+        parts.append("<table><tr><th>Rule</th><th>Rejects</th></tr>")
+        parts.extend(
+            f'<tr><td>{_e(rule or _NONE)}</td><td class="num">{n:,}</td></tr>'
+            for rule, n in rejects
+        )
+        parts.append("</table>")
+    else:
+        parts.append("<p>No order was rejected by the risk control.</p>")
+    parts.append("<h3>Halts</h3>")
+    halts = summary["halts"]
+    if halts:
+        parts.append(
+            '<div class="scroll"><table><tr><th>Time (UTC)</th><th>Scope</th><th>Reason</th>'
+            "<th>By</th></tr>"
+        )
+        parts.extend(
+            f"<tr><td>{_e(_fmt(pd.Timestamp(h['time']) if h['time'] else None))}</td>"
+            f"<td>{_e(h['scope'])}</td><td>{_e(h['reason'])}</td><td>{_e(h['by'])}</td></tr>"
+            for h in halts[:MAX_RISK_EVENT_ROWS]
+        )
+        parts.append("</table></div>")
+        if len(halts) > MAX_RISK_EVENT_ROWS:
+            parts.append(
+                f'<p class="note">{len(halts):,} halts; the first {MAX_RISK_EVENT_ROWS} are '
+                "listed.</p>"
+            )
+    else:
+        parts.append("<p>No scope was halted.</p>")
+    parts.append("<h3>Risk events</h3>")
+    shown = events.iloc[:MAX_RISK_EVENT_ROWS]
+    columns = list(events.columns)
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    rows = []
+    for record in shown.to_dict("records"):
+        cells = []
+        for c in columns:
+            value = record[c]
+            if c == "time":
+                text = _fmt(value, column="time")
+            elif c in {"limit", "observed"}:
+                text = _fmt(value)
+            else:
+                text = "" if _is_missing(value) else str(value)
+            attr = ' class="num"' if c in {"limit", "observed"} else ""
+            cells.append(f"<td{attr}>{_e(text)}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    if len(events) > MAX_RISK_EVENT_ROWS:
+        parts.append(
+            f'<p class="note">{len(events):,} risk events; the first {MAX_RISK_EVENT_ROWS} are '
+            "listed.</p>"
+        )
+    parts.append(
+        '<p class="note">Times are UTC; limit and observed are in the rule\'s own unit (units, '
+        f"an amount in {_e(currency)}, a percentage, …).</p>"
+    )
+    parts.append(f'<div class="scroll"><table>\n<tr>{head}</tr>\n' + "\n".join(rows))
+    parts.append("</table></div>")
+    return "\n".join(parts)
 
 
 # --- tables ------------------------------------------------------------------------------------
