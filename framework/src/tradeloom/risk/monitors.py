@@ -241,8 +241,10 @@ class _ProtectiveExit(RiskMonitor):
             self._extreme[symbol] = avg
         elif entry[0] != qty:  # partly closed: same level, same trail, fewer units
             entry = self._entry[symbol] = (qty, avg, entry[2])
-        if entry[2] != entry[2]:  # NaN: not enough bars for the ATR yet
-            return
+        if entry[2] != entry[2]:  # NaN: not enough bars for the ATR at entry; try each bar
+            entry = self._entry[symbol] = (qty, avg, self._distance(symbol, avg, control))
+            if entry[2] != entry[2]:
+                return
         long = qty > 0
         level = self._level(symbol, long, avg, entry[2], bar)
         if level is None:

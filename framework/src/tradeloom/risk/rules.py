@@ -13,6 +13,7 @@ instance lives for one run (the runner builds a fresh one per run). They keep ti
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any, Literal
 
@@ -484,6 +485,14 @@ class MaxVar(RiskRule):
         def _one_limit(self) -> MaxVar.Params:
             if self.max_var is None and self.max_var_pct is None:
                 raise ValueError("give max_var, max_var_pct or both")
+            if self.method == "historical":
+                needed = math.ceil(1.0 / (1.0 - self.confidence) - 1e-9) + self.horizon - 1
+                if self.window < needed:
+                    raise ValueError(
+                        f"window {self.window} holds too few one-bar P&Ls for a historical VaR "
+                        f"at {self.confidence:g} over {self.horizon} bar(s): raise it to at "
+                        f'least {needed}, or use method = "parametric"'
+                    )
             return self
 
     def check(self, order: Order, view: RiskView) -> Reject | None:
@@ -502,13 +511,16 @@ class MaxVar(RiskRule):
             return Reject(self.name, "this engine gives no price history: VaR cannot be computed")
         closes = {s: np.asarray(view.bars(s, p.window + 1)[3], dtype=float) for s in held}
         n = min(len(c) for c in closes.values())
-        if n - 1 < p.min_observations:
+        needed = p.min_observations
+        if p.method == "historical":  # the tail must hold at least one scenario
+            needed = max(needed, math.ceil(1.0 / (1.0 - p.confidence) - 1e-9) + p.horizon - 1)
+        if n - 1 < needed:
             if abs(after[order.symbol]) <= abs(before.get(order.symbol, 0.0)):
                 return None  # reduces the position: passes without an estimate
             return Reject(
                 self.name,
-                f"only {max(n - 1, 0)} one-bar P&Ls seen; the VaR needs {p.min_observations} "
-                "(min_observations)",
+                f"only {max(n - 1, 0)} one-bar P&Ls seen; the {p.method} VaR at "
+                f"{p.confidence:g} needs {needed}",
             )
         prices = {s: c[-n:] * view.rate(s) for s, c in closes.items()}
         kw: dict[str, Any] = {"method": p.method, "confidence": p.confidence, "horizon": p.horizon}
