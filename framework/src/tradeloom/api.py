@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import re
 import time
 import uuid
@@ -46,6 +44,7 @@ from tradeloom.strategy import Strategy
 if TYPE_CHECKING:
     from tradeloom.config import ResolvedDeployment
     from tradeloom.plugins import PluginHost
+    from tradeloom.store import Store
 
 
 def backtest(
@@ -68,8 +67,11 @@ def run_deployment(
     resolved: ResolvedDeployment,
     host: PluginHost | None = None,
     progress: Callable[[int, int], None] | None = None,
+    journal: Store | None = None,
+    out_dir: str | Path | None = None,
 ) -> BacktestResult:
-    """Assemble the pipeline a resolved deployment describes and run it as a backtest."""
+    """Assemble the pipeline a resolved deployment describes and run it as a backtest;
+    with ``journal``, write it to that store (see :func:`run_backtest`)."""
     if resolved.mode != Mode.BACKTEST:
         raise ConfigError(
             f"this command runs backtests; the deployment says "
@@ -128,6 +130,8 @@ def run_deployment(
         provenance=provenance,
         host=host,
         progress=progress,
+        journal=journal,
+        out_dir=out_dir,
         title=", ".join(
             f"{sid} ({c.spec.name})"
             for (sid, _), c in zip(strategies, resolved.strategies, strict=True)
@@ -160,8 +164,14 @@ def run_backtest(
     calendar: str = "utc-days",
     fx: DataSource | MarketData | FxRates | None = None,
     currencies: Mapping[str, str] | None = None,
+    journal: Store | None = None,
+    out_dir: str | Path | None = None,
 ) -> BacktestResult:
     """Run a backtest with component objects directly (no config file).
+
+    ``journal``: a :class:`~tradeloom.store.Store` the run is written to when it ends (every
+    order state, fills, final positions, equity snapshots, risk events, audit records; a run
+    that fails is journaled as failed); ``out_dir`` is noted with it.
 
     ``strategies`` is one strategy or a list of ``(strategy_id, strategy)`` pairs. ``costs``
     are cost models the broker applies in order (:meth:`SimulatedBroker.use_costs`; when empty,
@@ -197,6 +207,11 @@ def run_backtest(
     if fill_models:
         broker.use_fill_models(fill_models)
     run_id = uuid.uuid4().hex[:12]
+    started_at = None
+    if journal is not None:
+        from tradeloom.store.db import now_iso
+
+        started_at = now_iso()
     if host is not None:
         host.hook.tradeloom_run_start(run_id=run_id, mode="backtest", config=config or {})
     try:
@@ -212,6 +227,8 @@ def run_backtest(
             dividends=dividends,
             **fx_engine,
         )
+        if journal is not None:
+            engine.order_log = []
         t1 = clock()
         output = engine.run()
         t2 = clock()
@@ -220,12 +237,28 @@ def run_backtest(
             title or ", ".join(sid for sid, _ in strategies), provenance or {}, engine,
         )  # fmt: skip
     except Exception as exc:  # observers hear about every failure, then it propagates
+        if journal is not None:
+            journal.record_failure(
+                run_id, "backtest", config or {}, provenance or {}, f"{type(exc).__name__}: {exc}",
+                title=title or "", started_at=started_at,
+            )  # fmt: skip
         if host is not None:
             host.hook.tradeloom_run_finish(
                 run_id=run_id, mode="backtest", summary={"status": "failed", "error": str(exc)}
             )
         raise
     result.timings = {"load": t1 - t0, "loop": t2 - t1, "results": clock() - t2}
+    if journal is not None:
+        t3 = clock()
+        ledger = broker.ledger
+        journal.record_backtest(
+            result,
+            order_log=engine.order_log,
+            positions=[(s, p.quantity, p.avg_price) for s, p in ledger.positions().items()],
+            out_dir=out_dir,
+            started_at=started_at,
+        )
+        result.timings["journal"] = clock() - t3
     if host is not None:
         host.hook.tradeloom_run_finish(
             run_id=run_id,
@@ -350,19 +383,15 @@ def _default_id(strategy: Strategy) -> str:
 
 
 def _provenance(resolved: ResolvedDeployment, strategies: list[Strategy]) -> dict[str, Any]:
+    from tradeloom.provenance import strategy_code
+
     components = resolved.components()
     plugins = sorted({(c.spec.distribution, c.spec.version) for c in components})
-    code = {}
-    for strat in strategies:
-        cls = type(strat)
-        try:
-            source = inspect.getsource(inspect.getmodule(cls))  # type: ignore[arg-type]
-        except (OSError, TypeError):
-            source = ""
-        code[f"{cls.__module__}.{cls.__qualname__}"] = hashlib.sha256(source.encode()).hexdigest()
+    code = strategy_code([type(s) for s in strategies])
     return {
         "plugins": [f"{d} {v}" for d, v in plugins],
-        "strategy_code_sha256": code,
+        "strategy_code_sha256": {k: v["sha256"] for k, v in code["code"].items()},
+        **code,
         "components": {c.path: f"{c.spec.kind.value}:{c.spec.name}" for c in components},
     }
 

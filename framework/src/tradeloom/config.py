@@ -220,6 +220,25 @@ _CurrencyCode = Annotated[
 """A three-letter upper-case ISO 4217 code such as ``"USD"``."""
 
 
+class StoreConfig(_ConfigModel):
+    """Where runs are journaled (see docs/store.md)."""
+
+    url: str
+    """Database URL: `sqlite:///path/tradeloom.db` (a file, created on first use) or
+    `postgresql+psycopg://user:password@host:5432/db`. Take the password from the environment:
+    `url = "postgresql+psycopg://trader:${env:PGPASSWORD}@db:5432/journal"`. Not part of the
+    config hash: the same deployment journaled to two stores is the same deployment."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError(
+                "expected sqlite:///path/to/tradeloom.db or postgresql+psycopg://user@host/db"
+            )
+        return value
+
+
 class RunConfig(_ConfigModel):
     """What to run: the time range, the starting account and the benchmark."""
 
@@ -312,6 +331,10 @@ class DeploymentConfig(_ConfigModel):
     EUR) and their closes are the rates. Default: none."""
     run: RunConfig = Field(default_factory=RunConfig)
     """Time range, starting cash, currency and benchmark."""
+    store: StoreConfig | None = None
+    """The journal database. Default: `TRADELOOM_STORE` from the environment, else
+    `sqlite:///tradeloom.db` in the working directory (the command line's `--store` wins over
+    both)."""
 
     @model_validator(mode="after")
     def _check_strategies(self) -> DeploymentConfig:
@@ -420,6 +443,9 @@ class ResolvedDeployment:
     """Fill models of the simulated broker, combined (default: none)."""
     fx: ResolvedComponent | None = None
     """The data source of FX rates (default: none)."""
+    store_url: str | None = None
+    """The journal database URL from ``[store]`` (``None``: the default). Not in
+    :meth:`to_dict` nor the config hash."""
 
     def components(self) -> list[ResolvedComponent]:
         """Every component: data, FX data (if any), strategies, risk rules, broker, cost
@@ -999,6 +1025,7 @@ def _resolve(
         costs=costs,
         fill_models=fill_models,
         fx=fx,
+        store_url=outer.store.url if outer.store is not None else None,
     )
 
 

@@ -56,6 +56,17 @@ Overrides = Annotated[
 ]
 OutDir = Annotated[Path | None, typer.Option("--out", help="Folder for the output files.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print metrics.json on stdout.")]
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Journal database URL (wins over [store] url, then TRADELOOM_STORE, then "
+        "sqlite:///tradeloom.db).",
+    ),
+]
+NoJournal = Annotated[
+    bool, typer.Option("--no-journal", help="Do not write the run to the journal database.")
+]
 
 
 def _version_callback(value: bool) -> None:
@@ -99,11 +110,16 @@ _attach_parity()
 def demo(
     out_dir: OutDir = Path("tradeloom-demo"),
     as_json: JsonFlag = False,
+    store: StoreUrl = None,
+    no_journal: NoJournal = False,
 ) -> None:
     """Run the shipped demo: a moving-average crossover on bundled US stock data."""
     config = resources.files("tradeloom.demo") / "demo.toml"
     with resources.as_file(config) as path:
-        _run_backtest([path], [], out_dir or Path("tradeloom-demo"), as_json, title="demo")
+        _run_backtest(
+            [path], [], out_dir or Path("tradeloom-demo"), as_json, title="demo",
+            store=store, journal=not no_journal,
+        )  # fmt: skip
 
 
 @app.command()
@@ -113,17 +129,27 @@ def backtest(
     overrides: Overrides = None,
     out_dir: OutDir = None,
     as_json: JsonFlag = False,
+    store: StoreUrl = None,
+    no_journal: NoJournal = False,
 ) -> None:
-    """Run a deployment as a backtest and write metrics, trades, orders, equity and a report."""
+    """Run a deployment as a backtest, write metrics, trades, orders, equity and a report, and
+    journal it (every order state, fills, risk events, provenance, audit records)."""
     paths = [*(files or []), *(config or [])]
     if not paths:
         raise ConfigError("give at least one deployment config file (or -c FILE)")
     target = out_dir or Path("tradeloom-out") / paths[-1].stem
-    _run_backtest(paths, overrides or [], target, as_json)
+    _run_backtest(paths, overrides or [], target, as_json, store=store, journal=not no_journal)
 
 
 def _run_backtest(
-    paths: list[Path], overrides: list[str], out_dir: Path, as_json: bool, title: str = ""
+    paths: list[Path],
+    overrides: list[str],
+    out_dir: Path,
+    as_json: bool,
+    title: str = "",
+    *,
+    store: str | None = None,
+    journal: bool = True,
 ) -> None:
     from tradeloom.api import run_deployment
     from tradeloom.config import load_deployment
@@ -132,14 +158,25 @@ def _run_backtest(
 
     host = PluginHost()
     resolved = load_deployment(paths, overrides, host=host)
+    db = None
+    if journal:
+        from tradeloom.store import Store
+
+        db = Store(store or resolved.store_url)
     with _bar_progress(enabled=not as_json) as progress:
-        result = run_deployment(resolved, host, progress=progress)
+        result = run_deployment(resolved, host, progress=progress, journal=db, out_dir=out_dir)
     with err.status("Writing outputs…") if not as_json else _nullcontext():
         written = write_outputs(result, out_dir)
+    if db is not None:
+        db.close()
     if as_json:
         sys.stdout.write(written["metrics.json"].read_text(encoding="utf-8"))
         return
     _print_summary(result, written, title)
+    if db is not None:
+        from tradeloom.store.db import display_url
+
+        out.print(f"Journal: run [bold]{result.run_id}[/bold] in {display_url(db.url)}")
 
 
 @contextmanager

@@ -257,6 +257,9 @@ class BacktestEngine:
         self._bars_done = 0
         self._cash = initial_cash
         self._qty = dict.fromkeys(self.symbols, 0.0)
+        self.order_log: list[Order] | None = None
+        """When a list (the runner sets one to journal the run), every state of every order is
+        appended to it in the order it happened: each order as created, then each update."""
 
     # --- called by Context and the broker -------------------------------------------------------
     def bar_index(self, symbol: str) -> int:
@@ -471,6 +474,8 @@ class BacktestEngine:
         except TradeloomError as exc:
             raise RunError(f"strategy {strategy_id!r} placed an invalid order: {exc}") from exc
         self.orders[coid] = order
+        if self.order_log is not None:
+            self.order_log.append(order)
         return order
 
     def _group(self, strategy_id: str) -> str:
@@ -870,6 +875,7 @@ class BacktestEngine:
         wants_fill, wants_order = self._wants_fill, self._wants_order
         risk = self.risk
         fill_watch = risk.watches_fills
+        log = self.order_log
         for _ in range(MAX_ROUNDS):
             events = self._queue + self.broker.drain()
             self._queue.clear()
@@ -887,6 +893,8 @@ class BacktestEngine:
                 else:
                     order = event.order
                     orders[order.client_order_id] = order
+                    if log is not None:
+                        log.append(order)
                     sid = order.strategy_id
                     if sid in wants_order:
                         strategy = self._by_id[sid]
