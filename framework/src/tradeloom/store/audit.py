@@ -27,10 +27,17 @@ GENESIS = "0" * 64
 
 
 def canonical(value: Any) -> str:
-    """Canonical JSON: sorted keys, no whitespace, UTF-8 kept, NaN/inf refused."""
-    return json.dumps(
-        _plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    """Canonical JSON: sorted keys, no whitespace, UTF-8 kept; NaN and infinities become
+    ``null``, numpy scalars plain numbers."""
+    try:  # the common case: plain JSON values already
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError):
+        return json.dumps(
+            _plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+            allow_nan=False,
+        )  # fmt: skip
 
 
 def _plain(value: Any) -> Any:

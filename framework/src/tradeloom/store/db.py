@@ -54,7 +54,7 @@ DEFAULT_URL = "sqlite:///tradeloom.db"
 """The store when neither the deployment (``[store] url``), the command line (``--store``) nor
 the environment (``TRADELOOM_STORE``) names one: ``tradeloom.db`` in the working directory,
 next to the output folders."""
-EQUITY_SNAPSHOTS = 5_000
+EQUITY_SNAPSHOTS = 2_000
 """At most this many equity snapshots per backtest (evenly spaced, the last bar included)."""
 _PG_AUDIT_LOCK = 0x7472_6C6D  # "trlm": the advisory lock that serialises audit appends
 
@@ -279,8 +279,7 @@ class Store:
                     for s, q, p in positions
                 ]),
             ):  # fmt: skip
-                if rows:
-                    conn.execute(insert(table.__table__), rows)
+                _bulk(conn, table, rows)
             self._audit(conn, "run.started", run_id, _provenance_payload(run, prov))
             for row in risk:
                 if row["kind"] in ("kill", "operator") or (
@@ -647,6 +646,31 @@ def _engine(url: str) -> Engine:
         ) from None
 
 
+def _bulk(conn: Connection, model: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows through the driver's ``executemany`` (SQLAlchemy's per-row parameter
+    processing costs more than the database here); every row has the same keys."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    quote = conn.dialect.identifier_preparer.quote
+    names = ", ".join(quote(c) for c in columns)
+    if conn.dialect.name == "postgresql":  # COPY: one stream instead of a statement per row
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(f"COPY {quote(model.__tablename__)} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(tuple(row[c] for c in columns))
+        finally:
+            cursor.close()
+        return
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO {quote(model.__tablename__)} ({names}) "
+        f"VALUES ({', '.join([mark] * len(columns))})"
+    )
+    conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in rows])
+
+
 def _insert_ignore(dialect: str, model: Any, keys: list[str]) -> Any:
     """INSERT ... ON CONFLICT (keys) DO NOTHING, for SQLite and PostgreSQL."""
     if dialect == "postgresql":
@@ -756,15 +780,16 @@ def _equity_rows(run_id: str, result: BacktestResult) -> list[dict[str, Any]]:
     if not n:
         return []
     at = np.unique(np.linspace(0, n - 1, min(n, EQUITY_SNAPSHOTS)).round().astype(np.int64))
-    ts = equity.index.as_unit("ns").asi8[at]
-    cash = equity["cash"].to_numpy()[at]
-    value = equity["position_value"].to_numpy()[at]
-    total = equity["equity"].to_numpy()[at]
+    columns = (
+        equity.index.as_unit("ns").asi8[at].tolist(),
+        equity["cash"].to_numpy()[at].tolist(),
+        equity["position_value"].to_numpy()[at].tolist(),
+        equity["equity"].to_numpy()[at].tolist(),
+    )
     return [
-        {"run_id": run_id, "ts": int(t), "cash": float(c), "position_value": float(v),
-         "equity": float(e)}
-        for t, c, v, e in zip(ts, cash, value, total, strict=True)
-    ]  # fmt: skip
+        {"run_id": run_id, "ts": t, "cash": c, "position_value": v, "equity": e}
+        for t, c, v, e in zip(*columns, strict=True)
+    ]
 
 
 def _digest(rows: Iterable[dict[str, Any]]) -> str:
