@@ -106,6 +106,17 @@ def _attach_parity() -> None:
 _attach_parity()
 
 
+def _attach_store_apps() -> None:
+    from tradeloom.cli.store_cmd import audit_app, db_app, runs_app
+
+    app.add_typer(db_app, name="db")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(runs_app, name="runs")
+
+
+_attach_store_apps()
+
+
 @app.command()
 def demo(
     out_dir: OutDir = Path("tradeloom-demo"),

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 
 from tradeloom.errors import TradeloomError
 from tradeloom.store import audit
@@ -194,10 +194,15 @@ class Store:
 
     def upgrade(self, revision: str = "head") -> str | None:
         """Migrate the schema to ``revision`` (the latest by default); returns the new one."""
+        from alembic.util import CommandError
+
         from tradeloom.store.migrate import upgrade
 
-        with self._begin() as conn:
-            upgrade(conn, revision)
+        try:
+            with self._begin() as conn:
+                upgrade(conn, revision)
+        except CommandError as exc:
+            raise StoreError(f"store {display_url(self.url)}: cannot upgrade: {exc}") from None
         return self.current()
 
     def ensure_schema(self) -> None:
@@ -419,14 +424,19 @@ class Store:
 
     def run(self, run_id: str) -> dict[str, Any]:
         """A run's row (a unique prefix of its id is enough), with its config."""
+        if not run_id:
+            raise StoreError("give a run id (or a prefix of one); see `tradeloom runs list`")
         with self._connect() as conn:
             rows = (
                 conn.execute(
-                    select(RunRow.__table__).where(RunRow.__table__.c.id.startswith(run_id))
+                    select(RunRow.__table__).where(
+                        RunRow.__table__.c.id.startswith(run_id, autoescape=True)
+                    )
                 )
                 .mappings()
                 .all()
             )
+            rows = [r for r in rows if r["id"].startswith(run_id)]  # SQLite LIKE ignores case
             if not rows:
                 raise StoreError(
                     f"no run {run_id!r} in {display_url(self.url)}; see `tradeloom runs list`"
@@ -468,6 +478,23 @@ class Store:
             ),
         )  # fmt: skip
 
+    def counts(self, run_id: str) -> dict[str, int]:
+        """Rows per table of a run: ``orders`` (distinct orders), ``order_states``, ``fills``,
+        ``positions``, ``equity``, ``risk_events``, ``audit``."""
+        out: dict[str, int] = {}
+        with self._connect() as conn:
+            for name, model in _TABLES.items():
+                t = model.__table__
+                key = "order_states" if name == "orders" else name
+                out[key] = int(
+                    conn.execute(select(func.count()).where(t.c.run_id == run_id)).scalar() or 0
+                )
+            distinct = select(func.count(func.distinct(OrderRow.client_order_id))).where(
+                OrderRow.run_id == run_id
+            )
+            out["orders"] = int(conn.execute(distinct).scalar() or 0)
+        return out
+
     def table(self, name: str, run_id: str) -> list[dict[str, Any]]:
         """The rows of one of a run's tables (orders, fills, positions, equity, risk_events),
         in time order; or its audit records (``audit``)."""
@@ -507,19 +534,24 @@ class Store:
         written["run"] = run_path
         return written
 
-    def prune(self, older_than: timedelta, *, dry_run: bool = False) -> list[str]:
-        """Delete the runs that started more than ``older_than`` ago, with their orders, fills,
-        positions, equity and risk events. The audit log is append-only: it keeps their
-        records and gains one saying what was pruned."""
+    def prune(
+        self,
+        older_than: timedelta,
+        *,
+        dry_run: bool = False,
+        only: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Delete the runs that started more than ``older_than`` ago (and, with ``only``, are
+        among those ids: what a dry run listed), with their orders, fills, positions, equity
+        and risk events. Running sessions are never pruned. The audit log is append-only: it
+        keeps their records and gains one saying what was pruned."""
         cutoff = (datetime.now(UTC) - older_than).isoformat(timespec="microseconds")
         t = RunRow.__table__
         with self._begin() as conn:
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    select(t.c.id).where(t.c.started_at < cutoff, t.c.status != "running")
-                )
-            ]
+            query = select(t.c.id).where(t.c.started_at < cutoff, t.c.status != "running")
+            if only is not None:
+                query = query.where(t.c.id.in_(list(only)))
+            ids = sorted(r[0] for r in conn.execute(query))
             if ids and not dry_run:
                 for model in _RUN_TABLES:
                     conn.execute(delete(model.__table__).where(model.__table__.c.run_id.in_(ids)))
@@ -578,7 +610,7 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 yield conn
-        except OperationalError as exc:
+        except (OperationalError, DatabaseError) as exc:
             raise self._unreachable(exc) from exc
 
     @contextmanager
@@ -586,12 +618,21 @@ class Store:
         try:
             with self.engine.connect() as conn:
                 yield conn
-        except OperationalError as exc:
+        except (OperationalError, DatabaseError) as exc:
             raise self._unreachable(exc) from exc
 
     def _unreachable(self, exc: Exception) -> StoreError:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return StoreError(f"store {display_url(self.url)}: {first}")
+        text = str(getattr(exc, "orig", None) or exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        hint = ""
+        if self.dialect == "postgresql" and isinstance(exc, OperationalError):
+            hint = (
+                "; check that the PostgreSQL server is running and reachable, and the user, "
+                "password and database in store.url"
+            )
+        elif "not a database" in first:
+            hint = "; store.url points at a file that is not a SQLite database"
+        return StoreError(f"store {display_url(self.url)}: {first}{hint}")
 
 
 _TABLES = {
@@ -615,7 +656,14 @@ def _engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"store.url {display_url(url)!r}: cannot create the folder {folder} "
+                    f"({exc.strerror or exc}); point store.url at a writable path"
+                ) from None
         engine = create_engine(parsed, connect_args={"timeout": 60, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
