@@ -290,7 +290,7 @@ def test_audit_verify_ok_then_an_edited_record_fails(
     url = demo.copy(tmp_path)
     code, out, _ = run(capsys, "audit", "verify", "--store", url)
     assert code == 0
-    assert re.search(r"records\s+4 checked", out)
+    assert re.search(r"records\s+6 checked", out)
     assert "OK: the chain is intact" in out
 
     finished = "SELECT seq, record FROM audit_log WHERE kind = 'run.finished' AND run_id = ?"
@@ -308,7 +308,7 @@ def test_audit_verify_ok_then_an_edited_record_fails(
 
     code, out, _ = run(capsys, "audit", "verify", "--store", url, "--json")
     report = json.loads(out)
-    assert code == 1 and report["ok"] is False and report["records"] == 4
+    assert code == 1 and report["ok"] is False and report["records"] == 6
     assert report["problems"] == [f"record {seq}: hash does not match its content (edited)"]
 
 

@@ -286,9 +286,11 @@ class Store:
             ):  # fmt: skip
                 _bulk(conn, table, rows)
             self._audit(conn, "run.started", run_id, _provenance_payload(run, prov))
-            for row in risk:
-                if row["kind"] in ("kill", "operator") or (
-                    row["kind"] == "state" and row["state"] == "halted"
+            for row in risk:  # halts, kills and every operator action
+                if (
+                    row["by"] == "operator"
+                    or row["kind"] == "kill"
+                    or (row["kind"] == "state" and row["state"] == "halted")
                 ):
                     self._audit(conn, f"risk.{row['kind']}", run_id, row)
             self._audit(conn, "run.finished", run_id, {
@@ -600,10 +602,14 @@ class Store:
 
     # --- internals ------------------------------------------------------------------------------
     def _deployment(self, conn: Connection, config_hash: str, config: dict[str, Any]) -> None:
+        """Store a deployment the first time its config hash is seen, and audit its content
+        (so an edit of the stored config is caught by the chain)."""
+        plain = audit._plain(config)
         stmt = _insert_ignore(self.dialect, DeploymentRow, ["config_hash"]).values(
-            config_hash=config_hash, config=audit._plain(config), created_at=now_iso()
+            config_hash=config_hash, config=plain, created_at=now_iso()
         )
-        conn.execute(stmt)
+        if conn.execute(stmt).rowcount:
+            self._audit(conn, "config", None, {"config_hash": config_hash, "config": plain})
 
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
