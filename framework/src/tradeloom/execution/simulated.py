@@ -174,7 +174,11 @@ class SimulatedBroker(Broker):
                 f"{order.tif.value.upper()} order cannot wait for the open"
             )
         if reason:
-            self._record(order.transition(OrderStatus.REJECTED, ts, reason), order.status)
+            rejected = order.transition(OrderStatus.REJECTED, ts, reason)
+            if order.client_order_id in self.orders:  # a reused id: the original stands
+                self.events.append(OrderUpdate(rejected, order.status, ts))
+            else:
+                self._record(rejected, order.status)
             return
         self._record(order.transition(OrderStatus.ACCEPTED, ts), order.status)
         coid = order.client_order_id
@@ -193,9 +197,10 @@ class SimulatedBroker(Broker):
     def hold(self, order: Order) -> None:
         if not order.parent_id or order.parent_id not in self.orders:
             raise ValueError(f"order {order.client_order_id}: hold() needs a known parent_id")
-        if order.client_order_id in self.orders:
+        if order.client_order_id in self.orders:  # refused; the original stands
             reason = f"duplicate client order id {order.client_order_id!r}"
-            self._record(order.transition(OrderStatus.REJECTED, self._now, reason), order.status)
+            rejected = order.transition(OrderStatus.REJECTED, self._now, reason)
+            self.events.append(OrderUpdate(rejected, order.status, self._now))
             return
         self._record(order.transition(OrderStatus.HELD, self._now), order.status)
         self._children.setdefault(order.parent_id, []).append(order.client_order_id)

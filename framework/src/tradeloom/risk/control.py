@@ -182,7 +182,10 @@ class RiskControl:
 
     def __post_init__(self) -> None:
         rules = tuple(self.rules)
-        names = [r.name or type(r).__name__ for r in rules]
+        for rule in rules:  # rejects and on_reject are matched by name: every rule has one
+            if not rule.name:
+                rule.name = type(rule).__name__
+        names = [r.name for r in rules]
         self.rules = rules
         self._names = names
         # Only rules that check orders are in the chain; monitors only watch.
@@ -422,7 +425,7 @@ class RiskControl:
             )
         )  # fmt: skip
         for rule in self.rules:
-            if rule.name == reject.rule or (not rule.name and type(rule).__name__ == reject.rule):
+            if rule.name == reject.rule:
                 rule.on_reject(order, reject, self)
                 break
         return reject

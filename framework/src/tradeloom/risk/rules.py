@@ -44,7 +44,9 @@ class MaxOrderQuantity(RiskRule):
 
 
 class MaxOrderNotional(RiskRule):
-    """Refuses any order whose notional at the reference price exceeds ``max_notional``."""
+    """Refuses any order whose notional exceeds ``max_notional``: its quantity × the higher of
+    its limit price and the reference price (the latest close); an order with no price at all
+    is refused."""
 
     class Params(Params):
         max_notional: float = Field(gt=0)
@@ -55,7 +57,11 @@ class MaxOrderNotional(RiskRule):
         return self.params.max_notional / price if price else 0.0
 
     def check(self, order: Order, view: RiskView) -> Reject | None:
-        price = order.limit_price or view.last_prices.get(order.symbol)
+        # The higher of the limit price and the reference price: a marketable sell limit far
+        # below the market still trades at the market, a buy limit above it may fill there.
+        ref = view.last_prices.get(order.symbol)
+        limit = order.limit_price
+        price = ref if limit is None else limit if ref is None else max(limit, ref)
         if price is None:
             return Reject(self.name, f"no reference price for {order.symbol}")
         notional = order.quantity * price
