@@ -239,8 +239,8 @@ def run_backtest(
     except Exception as exc:  # observers hear about every failure, then it propagates
         if journal is not None:
             journal.record_failure(
-                run_id, "backtest", config or {}, provenance or {}, f"{type(exc).__name__}: {exc}",
-                title=title or "", started_at=started_at,
+                run_id, "backtest", config or {}, _failed_provenance(provenance, market),
+                f"{type(exc).__name__}: {exc}", title=title or "", started_at=started_at,
             )  # fmt: skip
         if host is not None:
             host.hook.tradeloom_run_finish(
@@ -266,6 +266,24 @@ def run_backtest(
             summary={"status": "completed", "error": None, "metrics": result.metrics.model_dump()},
         )
     return result
+
+
+def _failed_provenance(
+    provenance: dict[str, Any] | None, market: MarketData | ChunkedMarket
+) -> dict[str, Any]:
+    """What a failed run's journal row can still say: the framework version and the data
+    fingerprint, with the deployment's provenance."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("tradeloom")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    try:
+        fingerprint = market.fingerprint()
+    except Exception:  # the failure may be in the data itself  # noqa: BLE001
+        fingerprint = ""
+    return {"framework_version": version, "data_fingerprint": fingerprint, **(provenance or {})}
 
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")

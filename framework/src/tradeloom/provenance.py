@@ -6,7 +6,7 @@ in a package. The hash is SHA-256 over the files in path order, each as
 ``relative path NUL content NUL``, so renaming, adding or editing any file changes it and
 nothing else does (timestamps, ``__pycache__``). The git commit is read from the nearest
 ``.git`` above that package (a checkout or a worktree; no ``git`` binary needed); an installed
-wheel has none.
+wheel has none (the search stops at ``site-packages``).
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def hash_sources(root: Path) -> tuple[str, int]:
 def git_commit(path: Path) -> str | None:
     """The commit checked out in the git repository containing ``path``, if any."""
     for parent in [path, *path.parents]:
+        if parent.name in ("site-packages", "dist-packages"):
+            return None  # an installed distribution: the checkout around the venv is not its
         dot = parent / ".git"
         if dot.is_dir():
             return _head(dot)

@@ -74,7 +74,12 @@ class Anchor:
     def parse(cls, text: str) -> Anchor:
         """``"SEQ:HASH"`` as :func:`head` prints it."""
         seq, sep, digest = text.strip().partition(":")
-        if not sep or not seq.isdigit() or len(digest) != 64:
+        if (
+            not sep
+            or not seq.isdigit()
+            or len(digest) != 64
+            or any(c not in "0123456789abcdefABCDEF" for c in digest)
+        ):
             raise ValueError(
                 f"anchor {text!r} is not SEQ:HASH (as `tradeloom audit head` prints it, e.g. "
                 "42:3f1c...)"

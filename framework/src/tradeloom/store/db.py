@@ -72,11 +72,18 @@ def default_url() -> str:
 
 
 def display_url(url: str) -> str:
-    """``url`` with any password masked, for messages and logs."""
+    """``url`` with any password masked, for messages and logs (also when it does not parse:
+    anything between ``user:`` and ``@`` is hidden)."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable store url>"
+    except (ArgumentError, ValueError):
+        return _mask_password(url)
+
+
+def _mask_password(url: str) -> str:
+    import re
+
+    return re.sub(r"([/@][^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def now_iso() -> str:
@@ -372,7 +379,7 @@ class Store:
         row = _fill_row(run_id, fill)
         with self._begin() as conn:
             stmt = _insert_ignore(self.dialect, FillRow, ["run_id", "fill_id"]).values(row)
-            return bool(conn.execute(stmt).rowcount)
+            return bool(conn.execute(stmt.execution_options(preserve_rowcount=True)).rowcount)
 
     def finish_run(
         self, run_id: str, status: str, metrics: dict[str, Any] | None = None, error: str = ""
@@ -608,13 +615,14 @@ class Store:
         stmt = _insert_ignore(self.dialect, DeploymentRow, ["config_hash"]).values(
             config_hash=config_hash, config=plain, created_at=now_iso()
         )
-        if conn.execute(stmt).rowcount:
+        if conn.execute(stmt.execution_options(preserve_rowcount=True)).rowcount:
             self._audit(conn, "config", None, {"config_hash": config_hash, "config": plain})
 
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
         try:
-            with self.engine.begin() as conn:
+            engine = self.engine
+            with engine.connect().execution_options(tradeloom_write=True) as conn, conn.begin():
                 yield conn
         except (OperationalError, DatabaseError) as exc:
             raise self._unreachable(exc) from exc
@@ -654,10 +662,11 @@ _TABLES = {
 def _engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError) as exc:
+        detail = f" ({exc})" if isinstance(exc, ValueError) else ""
         raise StoreError(
-            f"store.url {url!r} is not a database URL; use sqlite:///path/to/tradeloom.db or "
-            "postgresql+psycopg://user@host:5432/dbname"
+            f"store.url {_mask_password(url)!r} is not a database URL{detail}; use "
+            "sqlite:///path/to/tradeloom.db or postgresql+psycopg://user@host:5432/dbname"
         ) from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -684,7 +693,10 @@ def _engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock up front: no deadlock
+            # Writers take the write lock up front (no deadlock when two upgrade a read lock);
+            # readers begin deferred and, in WAL mode, never block a writer.
+            write = conn.get_execution_options().get("tradeloom_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
     if parsed.get_backend_name() != "postgresql":
@@ -694,7 +706,7 @@ def _engine(url: str) -> Engine:
         )
     try:
         return create_engine(parsed, pool_pre_ping=True)
-    except NoSuchModuleError as exc:
+    except (NoSuchModuleError, ImportError) as exc:
         raise StoreError(
             f"store.url {display_url(url)!r}: {exc}; use postgresql+psycopg://"
         ) from None
