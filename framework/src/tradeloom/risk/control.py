@@ -274,16 +274,22 @@ class RiskControl:
         limit: float | None = None,
         observed: float | None = None,
     ) -> None:
-        """Move ``scope`` to ``state``. A HALTED scope set by a rule is only lifted by an
-        operator (``by="operator"``); a rule asking to lift it is refused."""
+        """Move ``scope`` to ``state``. Only an operator (``by="operator"``) lifts a halt; a
+        reducing-only state can also be lifted by whoever set it (the runner marks a stale
+        feed's instrument reducing-only and lifts it when bars resume)."""
         scope, state = Scope.parse(scope), TradingState(state)
         current = self._states.get(scope)
         if current is not None and current.state is state:
             return
-        if by != "operator" and current is not None and _RANK[state] < _RANK[current.state]:
+        if (
+            by != "operator"
+            and current is not None
+            and _RANK[state] < _RANK[current.state]
+            and (current.state is TradingState.HALTED or current.by != by)
+        ):
             raise TradeloomError(
                 f"{by} tried to move {scope} from {current.state.value} to {state.value}: only an "
-                "operator can lift a halt or a reducing-only state"
+                "operator can lift a halt, or a reducing-only state someone else set"
             )
         ts = self._now()
         if state is TradingState.ACTIVE:
