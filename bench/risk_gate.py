@@ -623,7 +623,7 @@ def instrument(engine: BacktestEngine, *, per_rule: bool) -> dict[str, list[int]
     equity). The timers add about one perf_counter_ns pair to each call they wrap."""
     control = engine.risk
     broker = engine.broker  # its ledger exists once the run starts
-    build, check, watch = engine._risk_view, control.check, engine._watch
+    build, check, watch = engine._risk_view, control.check, engine._watch_bars
     pieces = view_pieces(engine)
     names = ["_risk_view", *(name for name, _ in pieces), "RiskControl.check"]
     names += [f"  {rule.name}" for rule in control.gate.rules] if per_rule else []
@@ -680,7 +680,7 @@ def instrument(engine: BacktestEngine, *, per_rule: bool) -> dict[str, list[int]
     engine._risk_view = timed_view  # type: ignore[method-assign]
     control.check = timed_check  # type: ignore[method-assign]
     if control.watches_bars or control.watches_equity:
-        engine._watch = timed_watch  # type: ignore[method-assign]
+        engine._watch_bars = timed_watch  # type: ignore[method-assign]
     if per_rule:
         for rule in control.gate.rules:
             rule.check = timed_rule(rule)  # type: ignore[method-assign]

@@ -51,6 +51,7 @@ from tradeloom.model import (
 )
 from tradeloom.portfolio.fx import FxRates
 from tradeloom.risk import RiskGate, RiskView
+from tradeloom.risk.base import Lazy, LazyMapping
 from tradeloom.risk.control import RISK_ID, RiskControl
 from tradeloom.strategy import Context, Strategy
 
@@ -257,6 +258,7 @@ class BacktestEngine:
         self._bars_done = 0
         self._cash = initial_cash
         self._qty = dict.fromkeys(self.symbols, 0.0)
+        self._bar_times = LazyMapping(self._hist, self._last_bar_ts)
         self.order_log: list[Order] | None = None
         """When a list (the runner sets one to journal the run), every state of every order is
         appended to it in the order it happened: each order as created, then each update."""
@@ -501,29 +503,29 @@ class BacktestEngine:
 
     def _risk_view(self, exclude: str = "") -> RiskView:
         """What the risk rules see; ``exclude``: an order being replaced (its old version is not
-        counted among the working orders)."""
-        from tradeloom.risk.base import LazyMapping
-
-        def last_bar_ts(symbol: str) -> int | None:
-            i = self._index_of(symbol)  # carried bars come first: -1 only before the first bar
-            return int(self._ts[symbol][i]) if i >= 0 else None
-
+        counted among the working orders). Cash, equity and positions are computed only if a
+        rule reads them; prices and bar times are live views (read during the check)."""
         ledger = self.broker.ledger
         working = self.broker.open_orders()
+        if exclude:
+            working = [o for o in working if o.client_order_id != exclude]
         return RiskView(
-            ts=self.now,
-            cash=ledger.cash,
-            equity=ledger.equity(),
-            positions=ledger.positions(),
-            open_orders=[o for o in working if o.client_order_id != exclude]
-            if exclude
-            else working,
-            last_prices=dict(self.prices),
-            rates=ledger.rates,  # a live view at this bar's time, or {} (nothing to copy)
-            strategy_qty=self._strategy_qty,
-            bars=self.bars_of,
-            last_bar_ts=LazyMapping(self._hist, last_bar_ts),  # computed when read
+            self.now,
+            Lazy(ledger.cash_now),
+            None,  # cash + positions at the view's unit values, if a rule asks
+            Lazy(ledger.positions),
+            working,
+            self.prices,
+            ledger.rates,  # a live view at this bar's time, or {} (nothing to copy)
+            self._strategy_qty,
+            self.bars_of,
+            self._bar_times,
+            Lazy(ledger.quantities),
         )
+
+    def _last_bar_ts(self, symbol: str) -> int | None:
+        i = self._index_of(symbol)  # carried bars come first: -1 only before the first bar
+        return int(self._ts[symbol][i]) if i >= 0 else None
 
     # --- the loop -------------------------------------------------------------------------------
     def run(self) -> EngineOutput:
@@ -694,7 +696,11 @@ class BacktestEngine:
         session_closes = broker.at_session_close  # market-on-close orders, if any
         margin = broker.checks_margin
         risk = self.risk
-        watch = risk.watches_bars or risk.watches_equity
+        watch_bars, watch_equity = risk.watches_bars, risk.watches_equity
+        ledger = broker.ledger
+        books = ledger.books
+        exact = not self.currencies  # equity is cash + units × close
+        previous: float | None = None
         make = tuple.__new__
         current = ""
         try:
@@ -721,21 +727,35 @@ class BacktestEngine:
                     broker.check_margin()
                 if events or queue:
                     self._deliver()
-                if watch:
+                if watch_bars:
                     current = ""
-                    self._watch((bar,))
+                    self._watch_bars((bar,))
+                if watch_equity:  # cheap per bar: the monitors are called only out of band
+                    if exact:
+                        book = books.get(symbol)
+                        equity = ledger.cash + (book.quantity * bar.close if book else 0.0)
+                    else:
+                        equity = ledger.equity()
+                    low, high, until = risk.equity_band
+                    if equity < low or equity > high or row[1] >= until:
+                        current = ""
+                        self._mark(equity, previous)
+                    previous = equity
         except TradeloomError:
             raise
         except Exception as exc:
             raise self._strategy_error(current, self._bar_callback(current), exc) from exc
 
-    def _watch(self, bars: Iterable[Bar]) -> None:
+    def _watch_bars(self, bars: Iterable[Bar]) -> None:
         """The risk control's turn after the bars at this timestamp: scheduled operator
-        actions, protective exits, then equity for the loss and drawdown monitors."""
-        risk = self.risk
-        risk.on_bars(bars)
-        if risk.watches_equity:
-            risk.on_equity(self.now, self.broker.ledger.equity())
+        actions, protective exits."""
+        self.risk.on_bars(bars)
+        if self.broker.events or self._queue:
+            self._deliver()
+
+    def _mark(self, equity: float, previous: float | None) -> None:
+        """Equity left the monitors' quiet band: let them look (they may halt, flatten)."""
+        self.risk.on_equity(self.now, equity, previous)
         if self.broker.events or self._queue:
             self._deliver()
 
@@ -760,7 +780,9 @@ class BacktestEngine:
         session_closes = broker.at_session_close  # market-on-close orders, if any
         margin = broker.checks_margin
         risk = self.risk
-        watch = risk.watches_bars or risk.watches_equity
+        watch_bars, watch_equity = risk.watches_bars, risk.watches_equity
+        ledger = broker.ledger
+        previous: float | None = None
         index = self._index
         aligned = self._aligned
         make = tuple.__new__
@@ -799,9 +821,16 @@ class BacktestEngine:
                     broker.check_margin()
                 if events or queue:
                     self._deliver()
-                if watch:
+                if watch_bars:
                     current = ""
-                    self._watch(bars.values())
+                    self._watch_bars(bars.values())
+                if watch_equity:
+                    equity = ledger.equity()
+                    low, high, until = risk.equity_band
+                    if equity < low or equity > high or t >= until:
+                        current = ""
+                        self._mark(equity, previous)
+                    previous = equity
         except TradeloomError:
             raise
         except Exception as exc:

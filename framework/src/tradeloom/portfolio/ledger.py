@@ -135,6 +135,13 @@ class Ledger:
     def equity(self) -> float:
         return self.cash + self.position_value()
 
+    def cash_now(self) -> float:
+        return self.cash
+
+    def quantities(self) -> dict[str, float]:
+        """Symbol -> units held, for the symbols held (no Position objects: cheap)."""
+        return {s: b.quantity for s, b in self.books.items() if b.quantity != 0.0}
+
     def realized_pnl(self) -> float:
         return sum(b.realized for b in self.books.values())
 

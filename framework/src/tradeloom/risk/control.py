@@ -47,6 +47,8 @@ from tradeloom.risk.base import Reject, RiskGate, RiskMonitor, RiskRule, RiskVie
 
 log = logger.bind(component="tradeloom.risk")
 
+_NEVER = 2**63 - 1
+
 RISK_ID = "risk"
 """The strategy id of the runner's own orders (protective exits, flattening)."""
 
@@ -200,6 +202,10 @@ class RiskControl:
         self._bar_watchers = tuple(r for r in rules if type(r).on_bar is not RiskRule.on_bar)
         self._states: dict[Scope, _StateRecord] = {}
         self._actions: Actions | None = None
+        self.equity_band: tuple[float, float, int] = (math.inf, -math.inf, 0)
+        """``(low, high, until)``: equity within it before ``until`` needs no call to
+        :meth:`on_equity` (empty until the first call, and after any state change)."""
+        self.previous_equity: float | None = None
         self._scheduled: list[tuple[int, Callable[[RiskControl], Any]]] = []
         if self.state_file is not None:
             self.state_file = Path(self.state_file)
@@ -292,6 +298,7 @@ class RiskControl:
                 "operator can lift a halt, or a reducing-only state someone else set"
             )
         ts = self._now()
+        self.equity_band = (math.inf, -math.inf, 0)  # monitors look again (a resume resets them)
         if state is TradingState.ACTIVE:
             self._states.pop(scope, None)
         else:
@@ -441,9 +448,19 @@ class RiskControl:
         for rule in self._fill_watchers:
             rule.on_fill(fill, self)
 
-    def on_equity(self, ts: int, equity: float) -> None:
+    def on_equity(self, ts: int, equity: float, previous: float | None = None) -> None:
+        """Equity after the bars at ``ts`` (``previous``: at the bar before). Sets
+        :attr:`equity_band`: the engine marks equity every bar but calls this only when it
+        leaves the band the watchers returned."""
+        self.previous_equity = previous
+        low, high, until = -math.inf, math.inf, _NEVER
         for rule in self._equity_watchers:
-            rule.on_equity(ts, equity, self)
+            band = rule.on_equity(ts, equity, self)
+            if band is None:
+                low, high, until = math.inf, -math.inf, 0  # call again at the next bar
+            else:
+                low, high, until = max(low, band[0]), min(high, band[1]), min(until, band[2])
+        self.equity_band = (low, high, until)
 
     def on_bars(self, bars: Iterable[Any]) -> None:
         """Called once per timestamp after the strategies, with that timestamp's bars."""

@@ -19,6 +19,7 @@ are refused.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any, Literal
 
@@ -32,6 +33,12 @@ from tradeloom.risk.sizing import atr
 
 _NS = 1_000_000_000
 _DAY = 86_400 * _NS
+_NEVER = 2**63 - 1
+
+
+def _halted(day: int) -> tuple[float, float, int]:
+    """Halted today: nothing to watch until tomorrow (or a resume, which resets the band)."""
+    return -math.inf, math.inf, (day + 1) * _DAY
 
 
 class RepeatedExecutionGuard(RiskMonitor):
@@ -139,24 +146,35 @@ class MaxDailyLoss(_EquityLimit):
         super().__init__(params, **kwargs)
         self._day: int | None = None
         self._reference = 0.0
-        self._last: float | None = None
 
-    def on_equity(self, ts: int, equity: float, control: RiskControl) -> None:
+    def on_equity(
+        self, ts: int, equity: float, control: RiskControl
+    ) -> tuple[float, float, int] | None:
         day = ts // _DAY
         if day != self._day:
+            # The engine calls at the first mark of each day (the band ends at midnight), so
+            # the previous mark is the previous day's last.
+            previous = control.previous_equity
+            self._reference = equity if self._day is None or previous is None else previous
             self._day = day
-            self._reference = self._last if self._last is not None else equity
-        self._last = equity
         if self._resumed(control) and self.params.reset_on_resume:
             self._reference = equity
-        loss = self._reference - equity
+        ref = self._reference
+        loss = ref - equity
         p = self.params
-        if p.max_loss is not None and loss > p.max_loss + 1e-9:
-            self._halt(control, "daily loss over the limit", p.max_loss, loss)
-        elif p.max_loss_pct is not None and self._reference > 0:
-            pct = loss / self._reference * 100.0
+        floor = -math.inf
+        if p.max_loss is not None:
+            floor = ref - p.max_loss - 1e-9
+            if loss > p.max_loss + 1e-9:
+                self._halt(control, "daily loss over the limit", p.max_loss, loss)
+                return None if control.state() is not TradingState.HALTED else _halted(day)
+        if p.max_loss_pct is not None and ref > 0:
+            floor = max(floor, ref * (1.0 - (p.max_loss_pct + 1e-9) / 100.0))
+            pct = loss / ref * 100.0
             if pct > p.max_loss_pct + 1e-9:
                 self._halt(control, "daily loss % over the limit", p.max_loss_pct, pct)
+                return None if control.state() is not TradingState.HALTED else _halted(day)
+        return floor, math.inf, (day + 1) * _DAY
 
 
 class MaxDrawdown(_EquityLimit):
@@ -171,17 +189,24 @@ class MaxDrawdown(_EquityLimit):
         super().__init__(params, **kwargs)
         self._peak: float | None = None
 
-    def on_equity(self, ts: int, equity: float, control: RiskControl) -> None:
+    def on_equity(
+        self, ts: int, equity: float, control: RiskControl
+    ) -> tuple[float, float, int] | None:
         if self._resumed(control) and self.params.reset_on_resume:
             self._peak = equity
         if self._peak is None or equity > self._peak:
             self._peak = equity
         peak = self._peak
-        if peak > 0:
-            drawdown = (peak - equity) / peak * 100.0
-            if drawdown > self.params.max_drawdown_pct + 1e-9:
-                self._halt(control, "drawdown % over the limit", self.params.max_drawdown_pct,
-                           drawdown)  # fmt: skip
+        limit = self.params.max_drawdown_pct
+        if not peak > 0:
+            return None
+        drawdown = (peak - equity) / peak * 100.0
+        if drawdown > limit + 1e-9:
+            self._halt(control, "drawdown % over the limit", limit, drawdown)
+            if control.state() is TradingState.HALTED:
+                return -math.inf, peak, _NEVER  # only a new peak or a resume matters now
+            return None
+        return peak * (1.0 - (limit + 1e-9) / 100.0), peak, _NEVER
 
 
 class _ExitParams(Params):

@@ -14,6 +14,7 @@ instance lives for one run (the runner builds a fresh one per run). They keep ti
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import deque
 from typing import Any, Literal
 
@@ -167,7 +168,7 @@ class MaxGrossExposure(RiskRule):
         missing = _no_price(self, order, view)
         if missing is not None:
             return missing
-        before, after = view.gross_exposure(), view.gross_exposure(order)
+        (before, _), (after, _) = view.exposure(order)
         if _adds(before, after) and _over(after, self.params.max_gross):
             return Reject(
                 self.name, "gross exposure would exceed the limit", self.params.max_gross, after
@@ -190,7 +191,7 @@ class MaxNetExposure(RiskRule):
         missing = _no_price(self, order, view)
         if missing is not None:
             return missing
-        before, after = view.net_exposure(), view.net_exposure(order)
+        (_, before), (_, after) = view.exposure(order)
         if _adds(before, after) and _over(after, self.params.max_net):
             return Reject(
                 self.name, "net exposure would exceed the limit", self.params.max_net, after
@@ -211,7 +212,7 @@ class MaxLeverage(RiskRule):
         missing = _no_price(self, order, view)
         if missing is not None:
             return missing
-        before, after = view.gross_exposure(), view.gross_exposure(order)
+        (before, _), (after, _) = view.exposure(order)
         if not _adds(before, after):
             return None
         if not view.equity > 0:
@@ -321,7 +322,7 @@ class MessageThrottle(RiskRule):
             if limit is not None
         ]
         self._span = max(span for _, span, _ in self._windows)
-        self._sent: dict[str, deque[int]] = {}
+        self._sent: dict[str, _Times] = {}
         self._refused: dict[str, deque[int]] = {}
 
     def check_cancel(self, order: Order, view: RiskView) -> Reject | None:
@@ -349,16 +350,10 @@ class MessageThrottle(RiskRule):
         now = view.ts
         sent = self._sent.get(order.strategy_id)
         if sent is None:
-            sent = self._sent[order.strategy_id] = deque()
-        oldest = now - self._span
-        while sent and sent[0] <= oldest:
-            sent.popleft()
+            sent = self._sent[order.strategy_id] = _Times()
+        sent.drop_before(now - self._span)
         for label, span, limit in self._windows:
-            start, count = now - span, 0
-            for ts in reversed(sent):  # newest first: stops after at most `limit` of them
-                if ts <= start or count >= limit:
-                    break
-                count += 1
+            count = sent.count_after(now - span)
             if count >= limit:
                 return Reject(
                     self.name,
@@ -369,6 +364,32 @@ class MessageThrottle(RiskRule):
                 )
         sent.append(now)
         return None
+
+
+class _Times:
+    """Non-decreasing timestamps with a moving start: append, drop the old, count the recent
+    (binary search: a count costs log n, not n)."""
+
+    __slots__ = ("_head", "_ts")
+
+    def __init__(self) -> None:
+        self._ts: list[int] = []
+        self._head = 0
+
+    def append(self, ts: int) -> None:
+        self._ts.append(ts)
+
+    def drop_before(self, oldest: int) -> None:
+        """Forget timestamps ``<= oldest``."""
+        ts = self._ts
+        self._head = bisect_right(ts, oldest, self._head)
+        if self._head > 1024 and self._head * 2 > len(ts):  # compact now and then
+            del ts[: self._head]
+            self._head = 0
+
+    def count_after(self, start: int) -> int:
+        """How many timestamps are ``> start``."""
+        return len(self._ts) - bisect_right(self._ts, start, self._head)
 
 
 class DuplicateOrderGuard(RiskRule):
