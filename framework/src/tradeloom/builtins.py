@@ -9,10 +9,12 @@ from tradeloom.hookspecs import Register, hookimpl
 def tradeloom_register_data_sources(register: Register) -> None:
     from tradeloom.data.datasets import DatasetSource
     from tradeloom.data.files import CsvSource, ParquetSource
+    from tradeloom.live.replay import ReplaySource
 
     register("csv", CsvSource)
     register("parquet", ParquetSource)
     register("dataset", DatasetSource)
+    register("replay", ReplaySource)
 
 
 @hookimpl

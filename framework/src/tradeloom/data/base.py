@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from tradeloom.components import Capabilities, Component, Mode
 from tradeloom.errors import DataError
+
+if TYPE_CHECKING:
+    from tradeloom.live.clock import Clock
+    from tradeloom.model.bar import Bar
 
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 CHUNK_ROWS = 65_536
@@ -206,7 +210,8 @@ class DataSource(Component):
     """Base class of data sources.
 
     Subclasses implement :meth:`load` (history) and, for data larger than memory,
-    :meth:`chunked`. Live ``stream`` arrives with paper trading.
+    :meth:`chunked`. :meth:`stream` is the live interface: historical sources get a replay of
+    their data; live sources override it.
     """
 
     capabilities = Capabilities(modes=frozenset({Mode.BACKTEST}), multi_symbol=True)
@@ -232,3 +237,24 @@ class DataSource(Component):
     def size_hint(self) -> int | None:
         """Rows the source would load, if known cheaply (e.g. from file metadata)."""
         return None
+
+    async def stream(
+        self,
+        symbols: Sequence[str] | None = None,
+        *,
+        start: pd.Timestamp | str | None = None,
+        end: pd.Timestamp | str | None = None,
+        clock: Clock | None = None,
+    ) -> AsyncIterator[list[Bar]]:
+        """The bars as they arrive: one list per timestamp (the bars of ``symbols``, default
+        all, sorted by symbol), in time order.
+
+        This default replays :meth:`load` (or :meth:`chunked` for data larger than memory)
+        between ``start`` and ``end``, each batch delivered when ``clock`` reaches its time
+        (default: no waiting). Live sources override it and deliver bars as the venue sends
+        them. See ``docs/live-data.md``.
+        """
+        from tradeloom.live.replay import replay_history
+
+        async for batch in replay_history(self, symbols, start=start, end=end, clock=clock):
+            yield batch
