@@ -281,7 +281,7 @@ def _failed_provenance(
         version = "unknown"
     try:
         fingerprint = market.fingerprint()
-    except Exception:  # the failure may be in the data itself  # noqa: BLE001
+    except Exception:  # the failure may be in the data itself
         fingerprint = ""
     return {"framework_version": version, "data_fingerprint": fingerprint, **(provenance or {})}
 

@@ -259,6 +259,15 @@ class BacktestEngine:
         self._cash = initial_cash
         self._qty = dict.fromkeys(self.symbols, 0.0)
         self._bar_times = LazyMapping(self._hist, self._last_bar_ts)
+        self.before_send: Callable[[Order], None] | None = None
+        """Called with each new order just before it goes to the broker (a paper or live runner
+        journals it there: write-ahead)."""
+        self.on_started: Callable[[], None] | None = None
+        """Called once the broker has started, before the strategies' ``on_start`` (a runner
+        restores a restarted session's positions and working orders there)."""
+        self.cancel_at_end = True
+        """Cancel the orders still working when the data ends (a backtest); a paper session
+        that stops keeps them, journaled, for its restart."""
         self.order_log: list[Order] | None = None
         """When a list (the runner sets one to journal the run), every state of every order is
         appended to it in the order it happened: each order as created, then each update."""
@@ -311,6 +320,8 @@ class BacktestEngine:
         risk = self.risk
         reject = risk.check(order, self._risk_view()) if risk.active else None
         if reject is None:
+            if self.before_send is not None:
+                self.before_send(order)
             self.broker.submit(order)
         else:
             rejected = order.transition(OrderStatus.REJECTED, self.now, reject.message())
@@ -345,6 +356,8 @@ class BacktestEngine:
                 TimeInForce.GTC, {"oco_group": group, "parent_id": parent.client_order_id},
             )  # fmt: skip
             if parent.client_order_id in self.broker.orders:
+                if self.before_send is not None:
+                    self.before_send(leg)
                 self.broker.hold(leg)
             else:  # the gate refused the entry
                 canceled = leg.transition(OrderStatus.CANCELED, self.now, "bracket entry refused")
@@ -412,6 +425,8 @@ class BacktestEngine:
         )
         reject = self.risk.check(order, self._risk_view(), origin="risk")
         if reject is None:
+            if self.before_send is not None:
+                self.before_send(order)
             self.broker.submit(order)
             update = self.broker.get_order(order.client_order_id)
             if update is not None and update.status.is_working:
@@ -536,18 +551,28 @@ class BacktestEngine:
             symbols=self.symbols,
             market=self,
         )
-        for sid, strategy in self.strategies:
-            self._call(sid, "on_start", strategy.on_start, self._contexts[sid])
-        self._deliver()
         ledger = broker.ledger
         if self.currencies:
             ledger.rates = _Rates(self)
+        if self.on_started is not None:
+            self.on_started()
+        for sid, strategy in self.strategies:
+            self._call(sid, "on_start", strategy.on_start, self._contexts[sid])
+        self._deliver()
         curve = _Curve(self._total_bars)
         with _quiet_gc():
             chunks = self.data.chunks()
             while (chunk := next(chunks, None)) is not None:
                 if curve.size:  # not the first chunk: give the last one's pages back
                     return_free_memory()
+                if getattr(chunk, "warmup", False):  # history only: never played
+                    timeline = self._enter(chunk)
+                    self._k = len(timeline) - 1
+                    if not self._aligned:
+                        for s in self.symbols:
+                            self._index[s] = len(self._ts[s]) - self._off[s] - 1
+                    self._last_ts = int(timeline[-1]) if len(timeline) else self._last_ts
+                    continue
                 timeline = self._enter(chunk)
                 del chunk  # the engine keeps views of the bars it needs, nothing else
                 done = len(ledger.journal)
@@ -565,7 +590,8 @@ class BacktestEngine:
                 self._curve(timeline, done, curve)
         if not curve.size:
             raise RunError("no bars to run on: the data is empty for the requested period")
-        broker.cancel_all("backtest ended before the order could fill")
+        if self.cancel_at_end:
+            broker.cancel_all("backtest ended before the order could fill")
         self._deliver()
         for sid, strategy in self.strategies:
             self._call(sid, "on_stop", strategy.on_stop, self._contexts[sid])

@@ -97,7 +97,7 @@ class SimulatedBroker(Broker):
         need initial margin and stay under the leverage cap; when equity falls below the
         maintenance requirement at a bar's close, every position is closed at the next bar."""
 
-    capabilities = Capabilities(modes=frozenset({Mode.BACKTEST}), short_selling=True)
+    capabilities = Capabilities(modes=frozenset({Mode.BACKTEST, Mode.PAPER}), short_selling=True)
 
     # Cost models (set by use_costs): all of them, and those overriding each hook, with names.
     _costs: tuple[CostModel, ...] = ()
@@ -193,6 +193,17 @@ class SimulatedBroker(Broker):
                 self.market.bar_index(order.symbol) + bars,
                 ts + ns,
             )
+
+    def restore(self, orders: list[Order], fills: int) -> None:
+        """A restarted paper session: make ``orders`` (their last journaled states) known
+        again — working ones working, in the given order — with no events, and continue
+        fill ids after the ``fills`` already journaled (``F<n>``: a replayed bar fills with the
+        same ids as before the crash)."""
+        for order in orders:
+            self.orders[order.client_order_id] = order
+            if order.status.is_working:
+                self.working[order.symbol].append(order.client_order_id)
+        self._fill_seq = max(self._fill_seq, fills)
 
     def hold(self, order: Order) -> None:
         if not order.parent_id or order.parent_id not in self.orders:

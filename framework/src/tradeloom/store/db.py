@@ -106,6 +106,18 @@ class RunSummary:
 
 
 @dataclass(frozen=True)
+class SessionState:
+    """:meth:`Store.session_state`."""
+
+    run_id: str
+    status: str
+    cursor: int | None
+    orders: dict[str, tuple[Any, int]]
+    """client order id -> (its last journaled state as an Order, that version)."""
+    fills: list[Any]
+
+
+@dataclass(frozen=True)
 class RunComparison:
     """:meth:`Store.compare`: metrics ``(name, a, b)`` and what differs between two runs."""
 
@@ -380,6 +392,72 @@ class Store:
         with self._begin() as conn:
             stmt = _insert_ignore(self.dialect, FillRow, ["run_id", "fill_id"]).values(row)
             return bool(conn.execute(stmt.execution_options(preserve_rowcount=True)).rowcount)
+
+    def journal_step(
+        self,
+        run_id: str,
+        orders: Sequence[tuple[Order, int]],
+        fills: Sequence[Fill],
+        cursor: int,
+    ) -> int:
+        """A session's progress, in one transaction: order states ``(order, version)``, fills
+        (a fill id already journaled is skipped) and the new ``cursor`` — so a crash leaves
+        either all of a step or none of it. Returns the fills written."""
+        written = 0
+        with self._begin() as conn:
+            _bulk(conn, OrderRow, [_order_row(run_id, o, v) for o, v in orders])
+            for fill in fills:
+                stmt = _insert_ignore(self.dialect, FillRow, ["run_id", "fill_id"]).values(
+                    _fill_row(run_id, fill)
+                )
+                written += conn.execute(stmt.execution_options(preserve_rowcount=True)).rowcount
+            conn.execute(
+                RunRow.__table__.update()
+                .where(RunRow.__table__.c.id == run_id)
+                .values(cursor=cursor)
+            )
+        return written
+
+    def session_state(self, run_id: str) -> SessionState:
+        """What a restarted session rebuilds from: the cursor, each order's last state (and
+        its version), every fill in time order."""
+        from tradeloom.model import Fill as FillModel
+        from tradeloom.model import Order as OrderModel
+        from tradeloom.model import OrderStatus, OrderType, Side, TimeInForce
+
+        run = self.run(run_id)
+        orders: dict[str, tuple[Any, int]] = {}
+        for row in self.table("orders", run_id):
+            current = orders.get(row["client_order_id"])
+            if current is not None and current[1] > row["version"]:
+                continue
+            extra = row.get("extra") or {}
+            if isinstance(extra, str):
+                extra = json.loads(extra)
+            created = int(extra.pop("created_ts", row["ts"]))
+            order = OrderModel(
+                row["client_order_id"], row["symbol"], Side(row["side"]), row["quantity"],
+                OrderType(row["type"]), row["limit_price"], row["stop_price"],
+                TimeInForce(row["tif"]), row["strategy_id"], OrderStatus(row["status"]),
+                row["filled_quantity"], row["avg_fill_price"], created, row["ts"],
+                reason=row["reason"], **extra,
+            )  # fmt: skip
+            orders[row["client_order_id"]] = (order, row["version"])
+        fills = [
+            FillModel(
+                r["fill_id"],
+                r["client_order_id"],
+                r["symbol"],
+                Side(r["side"]),
+                r["quantity"],
+                r["price"],
+                r["fee"],
+                r["ts"],
+                r["strategy_id"],
+            )  # fmt: skip
+            for r in sorted(self.table("fills", run_id), key=lambda r: (r["ts"], r["id"]))
+        ]
+        return SessionState(run["id"], run["status"], run["cursor"], orders, fills)
 
     def finish_run(
         self, run_id: str, status: str, metrics: dict[str, Any] | None = None, error: str = ""
@@ -725,7 +803,7 @@ def _bulk(conn: Connection, model: Any, rows: list[dict[str, Any]]) -> None:
         try:
             with cursor.copy(f"COPY {quote(model.__tablename__)} ({names}) FROM STDIN") as copy:
                 for row in rows:
-                    copy.write_row(tuple(row[c] for c in columns))
+                    copy.write_row(tuple(_cell(row[c]) for c in columns))
         finally:
             cursor.close()
         return
@@ -734,7 +812,12 @@ def _bulk(conn: Connection, model: Any, rows: list[dict[str, Any]]) -> None:
         f"INSERT INTO {quote(model.__tablename__)} ({names}) "
         f"VALUES ({', '.join([mark] * len(columns))})"
     )
-    conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in rows])
+    conn.exec_driver_sql(sql, [tuple(_cell(row[c]) for c in columns) for row in rows])
+
+
+def _cell(value: Any) -> Any:
+    """A value as the driver takes it: JSON columns as their text."""
+    return audit.canonical(value) if isinstance(value, dict | list) else value
 
 
 def _insert_ignore(dialect: str, model: Any, keys: list[str]) -> Any:
@@ -764,7 +847,22 @@ def _order_row(run_id: str, order: Order, version: int) -> dict[str, Any]:
         "limit_price": _f(order.limit_price), "stop_price": _f(order.stop_price),
         "tif": order.tif.value, "filled_quantity": float(order.filled_quantity),
         "avg_fill_price": float(order.avg_fill_price), "reason": order.reason or "",
+        "extra": _order_extra(order),
     }  # fmt: skip
+
+
+_EXTRA_DEFAULTS = {
+    "triggered": False, "trail_amount": None, "trail_percent": None, "oco_group": "",
+    "parent_id": "",
+}  # fmt: skip
+
+
+def _order_extra(order: Order) -> dict[str, Any] | None:
+    """The fields a restart needs beyond the columns (``None``: all at their defaults)."""
+    extra = {k: getattr(order, k) for k, v in _EXTRA_DEFAULTS.items() if getattr(order, k) != v}
+    if order.created_ts != order.updated_ts:
+        extra["created_ts"] = int(order.created_ts)
+    return extra or None
 
 
 def _order_rows(

@@ -53,6 +53,9 @@ class RunRow(SQLModel, table=True):
     metrics: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     error: str | None = Field(default=None, sa_column=Column(Text))
     out_dir: str | None = Field(default=None, sa_column=Column(Text))
+    cursor: int | None = Field(default=None, sa_column=Column(BigInteger))
+    """Paper and live sessions: the market time (ns) of the last bars fully processed and
+    journaled; a restart resumes after it."""
 
 
 class OrderRow(SQLModel, table=True):
@@ -82,6 +85,9 @@ class OrderRow(SQLModel, table=True):
     filled_quantity: float = 0.0
     avg_fill_price: float = 0.0
     reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    extra: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    """The order's other fields when not at their defaults: ``created_ts``, ``triggered``,
+    ``trail_amount``, ``trail_percent``, ``oco_group``, ``parent_id``."""
 
 
 class FillRow(SQLModel, table=True):
