@@ -454,7 +454,7 @@ class Store:
                 r["fee"],
                 r["ts"],
                 r["strategy_id"],
-            )  # fmt: skip
+            )
             for r in sorted(self.table("fills", run_id), key=lambda r: (r["ts"], r["id"]))
         ]
         return SessionState(run["id"], run["status"], run["cursor"], orders, fills)
