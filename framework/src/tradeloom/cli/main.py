@@ -106,6 +106,18 @@ def _attach_parity() -> None:
 _attach_parity()
 
 
+def _attach_session_commands() -> None:
+    from tradeloom.cli.session_cmd import kill_command, resume_command, run_command, status_command
+
+    app.command("run")(run_command)
+    app.command("status")(status_command)
+    app.command("kill")(kill_command)
+    app.command("resume")(resume_command)
+
+
+_attach_session_commands()
+
+
 def _attach_store_apps() -> None:
     from tradeloom.cli.store_cmd import audit_app, db_app, runs_app
 

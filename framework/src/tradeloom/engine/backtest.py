@@ -259,6 +259,7 @@ class BacktestEngine:
         self._cash = initial_cash
         self._qty = dict.fromkeys(self.symbols, 0.0)
         self._bar_times = LazyMapping(self._hist, self._last_bar_ts)
+        self._warming = False
         self.before_send: Callable[[Order], None] | None = None
         """Called with each new order just before it goes to the broker (a paper or live runner
         journals it there: write-ahead)."""
@@ -316,6 +317,8 @@ class BacktestEngine:
     ) -> Order:
         """Stamp a strategy's order, pass it through the risk gate and send it to the broker.
         ``extra``: the optional :class:`Order` fields (trail, one-cancels-other group)."""
+        if self._warming:
+            return self._ignored(strategy_id, symbol, side, quantity)
         order = self._new_order(strategy_id, symbol, side, quantity, kind, limit, stop, tif, extra)
         risk = self.risk
         reject = risk.check(order, self._risk_view()) if risk.active else None
@@ -332,6 +335,8 @@ class BacktestEngine:
     def submit_oco(self, strategy_id: str, legs: list[dict[str, Any]]) -> list[Order]:
         """Orders that cancel each other: the first to fill cancels the rest. If the gate or the
         broker refuses one leg, the others are canceled (a group is all or nothing)."""
+        if self._warming:
+            return [self.submit(strategy_id, **leg) for leg in legs]
         group = self._group(strategy_id)
         orders = [self.submit(strategy_id, **leg, extra={"oco_group": group}) for leg in legs]
         self._all_or_nothing(orders, "one-cancels-other partner refused")
@@ -344,6 +349,8 @@ class BacktestEngine:
         for the same quantity on the other side, one-cancels-other. The gate checks the entry;
         the exits only ever close what the entry opened."""
         parent = self.submit(strategy_id, **entry)
+        if self._warming:
+            return parent, parent, parent
         exit_side = Side.SELL if parent.side is Side.BUY else Side.BUY
         group = self._group(strategy_id)
         legs = []
@@ -368,6 +375,8 @@ class BacktestEngine:
 
     def replace(self, strategy_id: str, client_order_id: str, changes: dict[str, float]) -> None:
         """Amend a working order's quantity or prices: a new risk check, then the broker."""
+        if self._warming:
+            return
         current = self.broker.get_order(client_order_id)
         if current is None or current.strategy_id != strategy_id:
             raise RunError(f"replace(): no order {client_order_id!r} of strategy {strategy_id!r}")
@@ -393,6 +402,8 @@ class BacktestEngine:
     def cancel(self, client_order_id: str) -> None:
         """A strategy's cancel: through the gate's message rules (a trading state never stops a
         cancel), then the broker."""
+        if self._warming:
+            return
         risk = self.risk
         if risk.checks_cancels:
             order = self.broker.get_order(client_order_id)
@@ -565,12 +576,9 @@ class BacktestEngine:
             while (chunk := next(chunks, None)) is not None:
                 if curve.size:  # not the first chunk: give the last one's pages back
                     return_free_memory()
-                if getattr(chunk, "warmup", False):  # history only: never played
+                if getattr(chunk, "warmup", False):  # history: strategies only, orders ignored
                     timeline = self._enter(chunk)
-                    self._k = len(timeline) - 1
-                    if not self._aligned:
-                        for s in self.symbols:
-                            self._index[s] = len(self._ts[s]) - self._off[s] - 1
+                    self._warm(timeline)
                     self._last_ts = int(timeline[-1]) if len(timeline) else self._last_ts
                     continue
                 timeline = self._enter(chunk)
@@ -600,6 +608,47 @@ class BacktestEngine:
             self._progress(self._bars_done, self._bars_done)
         ts, cash, value, equity, gross = curve.arrays()
         return EngineOutput(ts, cash, value, equity, gross, list(self.orders.values()), self.fills)
+
+    def _warm(self, timeline: np.ndarray) -> None:
+        """A restarted session's history: the strategies see every bar again (rebuilding their
+        own state) but the orders they place are ignored, and the broker sees nothing."""
+        per_bar, per_step = self._callbacks()
+        symbols = self.symbols
+        iters = {s: self._chunk_rows(s, 0, len(self._ts[s]) - self._off[s]) for s in symbols}
+        heads = {s: next(iters[s], None) for s in symbols}
+        count = dict.fromkeys(symbols, 0)
+        make = tuple.__new__
+        self._warming = True
+        current = ""
+        try:
+            for k, t in enumerate(timeline.tolist()):
+                self.now = t
+                self._k = k
+                bars: dict[str, Bar] = {}
+                for s in symbols:
+                    row = heads[s]
+                    if row is not None and row[1] == t:
+                        bars[s] = make(Bar, row)
+                        heads[s] = next(iters[s], None)
+                        if not self._aligned:
+                            self._index[s] = count[s]
+                        count[s] += 1
+                for bar in bars.values():
+                    for current, on_bar, ctx in per_bar:  # noqa: B007 (read when it raises)
+                        on_bar(ctx, bar)
+                for current, on_bars, ctx in per_step:  # noqa: B007 (read when it raises)
+                    on_bars(ctx, bars)
+        except TradeloomError:
+            raise
+        except Exception as exc:
+            raise self._strategy_error(current, self._bar_callback(current), exc) from exc
+        finally:
+            self._warming = False
+            self._queue.clear()
+
+    def _ignored(self, strategy_id: str, symbol: str, side: Side, quantity: float) -> Order:
+        """What an order placed during warm-up returns: never registered, never sent."""
+        return Order(f"{strategy_id}-warmup", symbol, side, quantity, strategy_id=strategy_id)
 
     def _enter(self, chunk: MarketData) -> np.ndarray:
         """Make ``chunk`` the current bars, after the last ``history_bars`` bars of the previous

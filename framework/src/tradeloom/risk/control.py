@@ -206,6 +206,9 @@ class RiskControl:
         """``(low, high, until)``: equity within it before ``until`` needs no call to
         :meth:`on_equity` (empty until the first call, and after any state change)."""
         self.previous_equity: float | None = None
+        self.kill_pending: tuple[str, bool] | None = None
+        """A kill requested from another thread (:meth:`request_kill`), ``(reason, flatten)``:
+        the runner completes it (cancels, flattening) at its next step."""
         self._scheduled: list[tuple[int, Callable[[RiskControl], Any]]] = []
         if self.state_file is not None:
             self.state_file = Path(self.state_file)
@@ -369,6 +372,14 @@ class RiskControl:
             )  # fmt: skip
         self._alert(event)
         return KillReport(tuple(canceled), tuple(residual), tuple(flattened))
+
+    def request_kill(self, reason: str = "kill switch", *, flatten: bool = False) -> None:
+        """The kill switch's priority path, safe from another thread: HALTED at global scope
+        now (persisted; every order checked from here on is refused), the cancels and any
+        flattening left to the runner's next step (:attr:`kill_pending`)."""
+        self._states[GLOBAL] = _StateRecord(TradingState.HALTED, self._now(), reason, "operator")
+        self._save()
+        self.kill_pending = (reason, flatten)
 
     # --- checks ---------------------------------------------------------------------------------
     def check(
