@@ -254,6 +254,7 @@ def run_backtest(
         journal.record_backtest(
             result,
             order_log=engine.order_log,
+            fill_log=output.fills,
             positions=[(s, p.quantity, p.avg_price) for s, p in ledger.positions().items()],
             out_dir=out_dir,
             started_at=started_at,

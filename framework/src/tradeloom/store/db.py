@@ -260,6 +260,7 @@ class Store:
         result: BacktestResult,
         *,
         order_log: Sequence[Order] | None = None,
+        fill_log: Sequence[Fill] | None = None,
         positions: Sequence[tuple[str, float, float]] = (),
         out_dir: str | Path | None = None,
         started_at: str | None = None,
@@ -277,7 +278,11 @@ class Store:
         equity = result.equity
         last_ts = int(equity.index[-1].value) if len(equity) else 0
         orders = _order_rows(run_id, order_log if order_log is not None else None, result)
-        fills = _fill_rows(run_id, result)
+        fills = (
+            [_fill_row(run_id, f) for f in fill_log]
+            if fill_log is not None
+            else _fill_rows(run_id, result)
+        )
         risk = _risk_rows(run_id, result)
         metrics = json.loads(result.metrics.to_json())
         run = {
