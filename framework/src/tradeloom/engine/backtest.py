@@ -260,6 +260,9 @@ class BacktestEngine:
         self._qty = dict.fromkeys(self.symbols, 0.0)
         self._bar_times = LazyMapping(self._hist, self._last_bar_ts)
         self._warming = False
+        self.require_bars = True
+        """A backtest with no bars to play is an error; a restarted session whose last step was
+        already journaled has none left, and that is fine."""
         self.before_send: Callable[[Order], None] | None = None
         """Called with each new order just before it goes to the broker (a paper or live runner
         journals it there: write-ahead)."""
@@ -596,7 +599,7 @@ class BacktestEngine:
                     self._stop(timeline, at, stops)
                 self._last_ts = int(timeline[-1])
                 self._curve(timeline, done, curve)
-        if not curve.size:
+        if not curve.size and self.require_bars:
             raise RunError("no bars to run on: the data is empty for the requested period")
         if self.cancel_at_end:
             broker.cancel_all("backtest ended before the order could fill")
@@ -618,12 +621,20 @@ class BacktestEngine:
         heads = {s: next(iters[s], None) for s in symbols}
         count = dict.fromkeys(symbols, 0)
         make = tuple.__new__
+        splits = [
+            a for a in self.data.actions
+            if a.kind == "split" and len(timeline) and timeline[0] <= a.ex_ts <= timeline[-1]
+        ]  # fmt: skip
         self._warming = True
         current = ""
         try:
             for k, t in enumerate(timeline.tolist()):
                 self.now = t
                 self._k = k
+                while splits and splits[0].ex_ts <= t:  # the history the original run showed
+                    split = splits.pop(0)
+                    first_ex = int(np.searchsorted(self._ts[split.symbol], split.ex_ts))
+                    self._hist[split.symbol].split(first_ex, split.ratio)
                 bars: dict[str, Bar] = {}
                 for s in symbols:
                     row = heads[s]

@@ -149,6 +149,7 @@ class PaperRunner:
         self._cursor: int | None = None
         self._last_status = 0.0
         self._restarted = False
+        self._restoring = False
         self._status = "running"
         self.run_id = ""
         self.engine: BacktestEngine | None = None
@@ -198,13 +199,21 @@ class PaperRunner:
             rules.append(rule)
         control = RiskControl(rules, state_file=self.session.state_file, on_alert=self._alert)
         self.control = control
+        if self.sandbox:  # the fault policy: halt the strategy, cancel its working orders
+            for sid, strategy in strategies:
+                strategy.on_fault = (  # type: ignore[attr-defined]
+                    lambda reason, sid=sid: control.halt(
+                        f"strategy:{sid}", f"strategy faulted: {reason}", by="runner",
+                        rule="sandbox", cancel=True,
+                    )
+                )  # fmt: skip
         config = resolved.to_dict(mask_secrets=True)
         config_hash = resolved.config_hash()
         state = self._open_run(config, config_hash, strategies)
         logger.configure(extra={"run_id": self.run_id, "session": self.session.name})
         cursor = state.cursor if state is not None else None
         warm = _until(history, cursor) if cursor is not None else None
-        market = _LiveMarket(history.symbols, self._chunks(warm))
+        market = _LiveMarket(history.symbols, self._chunks(warm), history.actions)
         broker = self.broker
         if resolved.costs:
             broker.use_costs([_named(rc) for rc in resolved.costs])
@@ -220,10 +229,12 @@ class PaperRunner:
             history_bars=run.history_bars,
         )
         engine.cancel_at_end = self.cancel_on_stop
+        engine.require_bars = False
         engine.order_log = []
         engine.before_send = self._write_ahead
         if state is not None:
-            engine.on_started = lambda: self._restore(engine, state)
+            self._restoring = True
+            engine.on_started = lambda: self._restore(engine, state, history.actions)
         self.engine = engine
         clock = _clock_for(source)
         self._clock = clock
@@ -321,6 +332,8 @@ class PaperRunner:
             states.append((order, version))
         fills = engine.fills[self._fills_done :]
         cursor = engine._last_ts if engine._last_ts is not None else self._cursor
+        if cursor is None or (self._restoring and self._cursor is None):
+            return  # nothing played yet (or a refused restart): the journal keeps its cursor
         if not states and not fills and cursor == self._cursor and not final:
             return
         self.store.journal_step(self.run_id, states, fills, cursor if cursor is not None else 0)
@@ -329,12 +342,20 @@ class PaperRunner:
         self._cursor = cursor
 
     # --- restart --------------------------------------------------------------------------------
-    def _restore(self, engine: BacktestEngine, state: Any) -> None:
-        """Rebuild the account from the journal, before any strategy runs."""
+    def _restore(self, engine: BacktestEngine, state: Any, actions: list[Any]) -> None:
+        """Rebuild the account from the journal, before any strategy runs: the fills, with the
+        splits and cash dividends up to the cursor applied between them at their ex-dates."""
         broker = engine.broker
         ledger = broker.ledger
+        done = [a for a in actions if state.cursor is not None and a.ex_ts <= state.cursor]
+        i = 0
         for fill in state.fills:
+            while i < len(done) and done[i].ex_ts <= fill.ts:
+                _apply_action(ledger, done[i])
+                i += 1
             ledger.apply_fill(fill)
+        for action in done[i:]:
+            _apply_action(ledger, action)
         engine.fills.extend(state.fills)
         self._fills_done = len(engine.fills)
         engine._cash = ledger.cash
@@ -372,6 +393,7 @@ class PaperRunner:
                 "trade:\n  " + "\n  ".join(problems)
             )
         self._cursor = state.cursor
+        self._restoring = False
 
     # --- the feed and the steps -----------------------------------------------------------------
     async def _feed(
@@ -395,6 +417,8 @@ class PaperRunner:
         pending: list[list[Bar]] = []
         while True:
             self._between_steps()
+            if self._stop.is_set():  # after the current step, whatever is still queued
+                return
             try:
                 item = self._queue.get(timeout=self.poll)
             except queue.Empty:
@@ -504,8 +528,12 @@ class PaperRunner:
             "mode": Mode(self.resolved.mode).value, "status": self._status,
             "restarted": self._restarted, "steps": self._steps, "bars": self._bars,
             "late_batches": self._late,
-            "sandbox": "strategies in child processes" if self.sandbox else "off (in-process)",
+            "sandbox": "off (strategies run in the runner's process)",
         }  # fmt: skip
+        if self.sandbox and engine is not None:
+            status["sandbox"] = {
+                sid: getattr(strategy, "isolation", None) for sid, strategy in engine.strategies
+            }
         if engine is not None and hasattr(engine.broker, "ledger"):
             try:
                 ledger = engine.broker.ledger
@@ -546,11 +574,13 @@ class PaperRunner:
 class _LiveMarket:
     """What the engine iterates in a session: the symbols, and chunks as they arrive."""
 
-    def __init__(self, symbols: list[str], chunks: Iterator[MarketData]) -> None:
+    def __init__(
+        self, symbols: list[str], chunks: Iterator[MarketData], actions: list[Any]
+    ) -> None:
         self.symbols = symbols
         self._chunks = chunks
         self.total_bars = 4096  # unknown in advance; the engine's arrays grow
-        self.actions: list[Any] = []
+        self.actions: list[Any] = list(actions)
 
     def chunks(self) -> Iterator[MarketData]:
         return self._chunks
@@ -589,6 +619,16 @@ def _clock_for(source: DataSource) -> Any:
     if isinstance(source, ReplaySource):
         return ReplayClock(speed=source.params.speed)
     return WallClock()
+
+
+def _apply_action(ledger: Any, action: Any) -> None:
+    """A split or cash dividend on the restored ledger, as the engine applied it then."""
+    if action.kind == "split":
+        ledger.split(action.ex_ts, action.symbol, action.ratio)
+    else:
+        amount = ledger.quantity(action.symbol) * action.amount * ledger.rate(action.symbol)
+        if amount:
+            ledger.cash_flow(action.ex_ts, amount, "dividend", action.symbol)
 
 
 def _named(rc: Any) -> Any:
