@@ -1076,3 +1076,11 @@ def test_an_installed_wheel_has_no_git_commit(tmp_path: Path) -> None:
     site.mkdir(parents=True)
     (site / "__init__.py").write_text("")
     assert git_commit(site) is None
+
+
+def test_the_revisions_the_store_knows_are_the_migration_scripts() -> None:
+    """Opening a store compares its revision with REVISIONS without loading alembic; the
+    list must be exactly the scripts alembic would run, in order."""
+    from tradeloom.store.migrate import REVISIONS, script_revisions
+
+    assert list(REVISIONS) == script_revisions()

@@ -54,7 +54,7 @@ DEFAULT_URL = "sqlite:///tradeloom.db"
 """The store when neither the deployment (``[store] url``), the command line (``--store``) nor
 the environment (``TRADELOOM_STORE``) names one: ``tradeloom.db`` in the working directory,
 next to the output folders."""
-EQUITY_SNAPSHOTS = 2_000
+EQUITY_SNAPSHOTS = 1_000
 """At most this many equity snapshots per backtest (evenly spaced, the last bar included)."""
 _PG_AUDIT_LOCK = 0x7472_6C6D  # "trlm": the advisory lock that serialises audit appends
 
