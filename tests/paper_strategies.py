@@ -119,6 +119,26 @@ class Holder(Strategy):
             ctx.sell(bar.symbol, self.params.quantity / 2)
 
 
+class Faulty(Strategy):
+    """Buys ``quantity`` on its first bar and keeps a limit buy far below the market working,
+    then raises on bar ``fail_at``: the runner's fault policy decides what happens next."""
+
+    class Params(Params):
+        quantity: float = 10.0
+        fail_at: int = 5
+
+    def on_start(self, ctx: Context) -> None:
+        self.seen = 0
+
+    def on_bar(self, ctx: Context, bar: Bar) -> None:
+        self.seen += 1
+        if self.seen == 1:
+            ctx.buy(bar.symbol, self.params.quantity)
+            ctx.buy(bar.symbol, self.params.quantity, limit=round(bar.close * 0.5, 2))
+        elif self.seen >= self.params.fail_at:
+            raise RuntimeError("a bug in the strategy")
+
+
 class LiveCapableBroker(SimulatedBroker):
     """The simulated broker declaring live trading (to reach the runner's ``--live`` gate)."""
 
@@ -136,6 +156,7 @@ TEST_STRATEGIES = {
     "test-buy-every-bar": BuyEveryBar,
     "test-flood": Flood,
     "test-holder": Holder,
+    "test-faulty": Faulty,
 }
 
 

@@ -588,3 +588,74 @@ def test_the_kill_switch_stops_a_flood_cancels_everything_and_survives_a_restart
     assert again.broker.open_orders() == []
     assert read_json(session.state_file)["states"]["global"]["state"] == "halted"
     assert paper.store.audit_verify().problems == []
+
+
+# --- fault policy, periodic reconciliation, the backtest sandbox switch ----------------------------
+def test_the_backtest_sandbox_switch_gives_identical_results(tmp_path: Path) -> None:
+    from tradeloom.cli.main import main
+
+    examples = Path(__file__).parent.parent / "examples" / "sma-us-stocks.toml"
+    plain, boxed = tmp_path / "plain", tmp_path / "boxed"
+    assert main(["backtest", str(examples), "--no-journal", "--out", str(plain)]) == 0
+    assert main(["backtest", str(examples), "--no-journal", "--sandbox", "--out", str(boxed)]) == 0
+    for name in ("trades.csv", "orders.csv", "equity.csv"):
+        assert (plain / name).read_text() == (boxed / name).read_text(), name
+
+
+def test_a_position_difference_found_while_running_halts_the_session(
+    paper: Paper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Periodic reconciliation: the journal's fills against the broker's positions; a
+    difference (here the journal is made to report one unit too many) halts the account."""
+    config, _ = paper.write("rec", deployment())
+    real = Store.fill_positions
+
+    def off_by_one(self: Store, run_id: str) -> dict[str, float]:
+        positions = real(self, run_id)
+        return {**positions, "IBM": positions["IBM"] + 1.0} if "IBM" in positions else positions
+
+    monkeypatch.setattr(Store, "fill_positions", off_by_one)
+    runner = paper.runner(config, "rec", reconcile_every=10, max_batch=1)
+    summary = runner.run()
+    assert runner.control is not None
+    halts = [e for e in runner.control.events if e.kind == "state" and e.state == "halted"]
+    assert len(halts) == 1 and halts[0].rule == "reconciliation"
+    assert "IBM: journal 11, broker 10" in halts[0].reason
+    kinds = [r["kind"] for r in paper.store.table("audit", summary.run_id)]
+    assert "session.reconcile_failed" in kinds
+    after = [e for e in runner.control.events if e.kind == "reject" and e.ts > halts[0].ts]
+    assert after and all(e.rule == "trading-state" for e in after)
+
+
+def test_an_unknown_fault_policy_is_one_clear_error(paper: Paper) -> None:
+    config, _ = paper.write("fault", deployment())
+    with pytest.raises(ConfigError, match="on_fault 'explode': use halt, cancel"):
+        paper.runner(config, "fault", on_fault="explode")
+
+
+@pytest.mark.parametrize("policy", ["halt", "flatten"])
+def test_a_faulted_sandboxed_strategy_gets_the_configured_policy(paper: Paper, policy: str) -> None:
+    """SB-01 in a session: the strategy raises at its 5th bar in its sandbox; the runner halts
+    its scope — with "halt" its position and working order stay; with "flatten" the working
+    order is canceled and the position closed by a runner exit."""
+    config, _ = paper.write(
+        f"faulty-{policy}", deployment(strategy="test-faulty", params="quantity = 10, fail_at = 5")
+    )
+    runner = paper.runner(config, f"faulty-{policy}", sandbox=True, on_fault=policy, max_batch=1)
+    summary = runner.run()
+    assert summary.status == "finished"
+    assert runner.control is not None and runner.engine is not None
+    assert runner.control.state("strategy:test-faulty") is TradingState.HALTED
+    halts = [e for e in runner.control.events if e.kind == "state" and e.rule == "sandbox"]
+    assert len(halts) == 1 and "strategy faulted" in halts[0].reason
+    (strategy,) = [s for _, s in runner.engine.strategies]
+    assert strategy.state == "faulted"
+    working = runner.engine.broker.open_orders()
+    if policy == "halt":
+        assert summary.positions == {"IBM": 10.0}
+        assert len(working) == 1  # the far limit buy stays
+    else:
+        assert summary.positions == {}
+        assert working == []
+        exits = [o for o in runner.engine.orders.values() if o.strategy_id == "risk"]
+        assert len(exits) == 1 and exits[0].status is OrderStatus.FILLED

@@ -69,9 +69,11 @@ def run_deployment(
     progress: Callable[[int, int], None] | None = None,
     journal: Store | None = None,
     out_dir: str | Path | None = None,
+    sandbox: bool = False,
 ) -> BacktestResult:
     """Assemble the pipeline a resolved deployment describes and run it as a backtest;
-    with ``journal``, write it to that store (see :func:`run_backtest`)."""
+    with ``journal``, write it to that store; with ``sandbox``, each strategy in its own
+    process (see :func:`run_backtest`)."""
     if resolved.mode != Mode.BACKTEST:
         raise ConfigError(
             f"this command runs backtests; the deployment says "
@@ -132,6 +134,7 @@ def run_deployment(
         progress=progress,
         journal=journal,
         out_dir=out_dir,
+        sandbox=sandbox,
         title=", ".join(
             f"{sid} ({c.spec.name})"
             for (sid, _), c in zip(strategies, resolved.strategies, strict=True)
@@ -166,8 +169,13 @@ def run_backtest(
     currencies: Mapping[str, str] | None = None,
     journal: Store | None = None,
     out_dir: str | Path | None = None,
+    sandbox: bool = False,
 ) -> BacktestResult:
     """Run a backtest with component objects directly (no config file).
+
+    ``sandbox``: run each strategy in its own isolated child process, as paper sessions do
+    (:mod:`tradeloom.live.sandbox`; slower — a round trip per callback — and identical in
+    its results, which is what it is for: proving a strategy behaves the same sandboxed).
 
     ``journal``: a :class:`~tradeloom.store.Store` the run is written to when it ends (every
     order state, fills, final positions, equity snapshots, risk events, audit records; a run
@@ -194,6 +202,23 @@ def run_backtest(
     if isinstance(strategies, Strategy):
         strategies = [(_default_id(strategies), strategies)]
     check_run(market, strategies, benchmark)
+    if sandbox:
+        from tradeloom.live.sandbox import sandboxed
+
+        strategies = sandboxed(strategies)
+        try:
+            return run_backtest(
+                market, strategies, broker=broker, risk=risk, costs=costs,
+                fill_models=fill_models, initial_cash=initial_cash, currency=currency,
+                start=start, end=end, benchmark=benchmark, config=config,
+                provenance={**(provenance or {}), "sandbox": True}, host=host, title=title,
+                progress=progress, stream=stream, chunk_rows=chunk_rows,
+                history_bars=history_bars, dividends=dividends, calendar=calendar, fx=fx,
+                currencies=currencies, journal=journal, out_dir=out_dir,
+            )  # fmt: skip
+        finally:
+            for _, strategy in strategies:
+                strategy.close()  # type: ignore[attr-defined]
     fx_engine, fx_provenance = _fx_inputs(market, fx, currencies, currency, end)
     if fx_provenance:
         provenance = {**(provenance or {}), **fx_provenance}

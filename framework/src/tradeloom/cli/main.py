@@ -154,6 +154,14 @@ def backtest(
     as_json: JsonFlag = False,
     store: StoreUrl = None,
     no_journal: NoJournal = False,
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox",
+            help="Run each strategy in its own isolated process, as paper sessions do (slower; "
+            "the results must not change).",
+        ),
+    ] = False,
 ) -> None:
     """Run a deployment as a backtest, write metrics, trades, orders, equity and a report, and
     journal it (every order state, fills, risk events, provenance, audit records)."""
@@ -161,7 +169,10 @@ def backtest(
     if not paths:
         raise ConfigError("give at least one deployment config file (or -c FILE)")
     target = out_dir or Path("tradeloom-out") / paths[-1].stem
-    _run_backtest(paths, overrides or [], target, as_json, store=store, journal=not no_journal)
+    _run_backtest(
+        paths, overrides or [], target, as_json, store=store, journal=not no_journal,
+        sandbox=sandbox,
+    )  # fmt: skip
 
 
 def _run_backtest(
@@ -173,6 +184,7 @@ def _run_backtest(
     *,
     store: str | None = None,
     journal: bool = True,
+    sandbox: bool = False,
 ) -> None:
     from tradeloom.api import run_deployment
     from tradeloom.config import load_deployment
@@ -187,7 +199,9 @@ def _run_backtest(
 
         db = Store(store or resolved.store_url)
     with _bar_progress(enabled=not as_json) as progress:
-        result = run_deployment(resolved, host, progress=progress, journal=db, out_dir=out_dir)
+        result = run_deployment(
+            resolved, host, progress=progress, journal=db, out_dir=out_dir, sandbox=sandbox
+        )
     with err.status("Writing outputs…") if not as_json else _nullcontext():
         written = write_outputs(result, out_dir)
     if db is not None:

@@ -53,6 +53,14 @@ def run_command(
         bool,
         typer.Option("--cancel-on-stop", help="Cancel working orders when the session stops."),
     ] = False,
+    on_fault: Annotated[
+        str,
+        typer.Option(
+            "--on-fault",
+            help="When a sandboxed strategy faults: halt it; cancel (halt and cancel its "
+            "working orders); flatten (also close its positions).",
+        ),
+    ] = "cancel",
     stale_after: Annotated[
         float | None,
         typer.Option(
@@ -87,6 +95,7 @@ def run_command(
         runner = PaperRunner(
             resolved, session=sess, store=db, host=host, live=live, sandbox=sandbox,
             cancel_on_stop=cancel_on_stop, stale_after=stale_after,
+            on_fault=on_fault,  # type: ignore[arg-type]
         )  # fmt: skip
         err.print(
             f"session [bold]{name}[/bold] in {sess.root}: running (Ctrl-C to stop; "

@@ -41,7 +41,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -98,6 +98,8 @@ class PaperRunner:
         sandbox: bool = False,
         cancel_on_stop: bool = False,
         stale_after: float | None = None,
+        on_fault: Literal["halt", "cancel", "flatten"] = "cancel",
+        reconcile_every: int = 100,
         max_batch: int = 256,
         poll_seconds: float = 0.05,
         status_seconds: float = 0.5,
@@ -135,6 +137,14 @@ class PaperRunner:
         self.sandbox = sandbox
         self.cancel_on_stop = cancel_on_stop
         self.stale_after = stale_after
+        if on_fault not in ("halt", "cancel", "flatten"):
+            raise ConfigError(
+                f"on_fault {on_fault!r}: use halt, cancel (halt and cancel the strategy's working "
+                "orders) or flatten (also close its positions)",
+                path="--on-fault",
+            )
+        self.on_fault = on_fault
+        self.reconcile_every = reconcile_every
         self.max_batch = max_batch
         self.poll = poll_seconds
         self.status_every = status_seconds
@@ -150,6 +160,7 @@ class PaperRunner:
         self._last_status = 0.0
         self._restarted = False
         self._restoring = False
+        self._reconciled_at = 0
         self._status = "running"
         self.run_id = ""
         self.engine: BacktestEngine | None = None
@@ -199,12 +210,14 @@ class PaperRunner:
             rules.append(rule)
         control = RiskControl(rules, state_file=self.session.state_file, on_alert=self._alert)
         self.control = control
-        if self.sandbox:  # the fault policy: halt the strategy, cancel its working orders
+        if self.sandbox:  # the fault policy: halt the strategy (cancel, flatten if configured)
+            cancel = self.on_fault in ("cancel", "flatten")
+            flatten = self.on_fault == "flatten"
             for sid, strategy in strategies:
                 strategy.on_fault = (  # type: ignore[attr-defined]
                     lambda reason, sid=sid: control.halt(
                         f"strategy:{sid}", f"strategy faulted: {reason}", by="runner",
-                        rule="sandbox", cancel=True,
+                        rule="sandbox", cancel=cancel, flatten=flatten,
                     )
                 )  # fmt: skip
         config = resolved.to_dict(mask_secrets=True)
@@ -454,6 +467,15 @@ class PaperRunner:
 
     def _between_steps(self) -> None:
         self._flush()
+        every = self.reconcile_every
+        if (
+            every
+            and self._steps
+            and self._steps % every == 0
+            and self._steps != self._reconciled_at
+        ):
+            self._reconciled_at = self._steps
+            self._reconcile_running()
         control = self.control
         engine = self.engine
         if control is not None and engine is not None:
@@ -480,6 +502,28 @@ class PaperRunner:
                     self._monitor.expect(engine.symbols, self._clock.now())
                 self._monitor.apply(control, self._clock.now())
         self._write_status()
+
+    def _reconcile_running(self) -> None:
+        """Periodic reconciliation: the positions the journal's fills add up to against the
+        broker's. A difference halts the account (working orders canceled) and is audited."""
+        engine, control = self.engine, self.control
+        if engine is None or control is None:
+            return
+        journal = self.store.fill_positions(self.run_id)
+        broker = {s: q for s, q in engine.broker.ledger.quantities().items()}
+        problems = [
+            f"{s}: journal {journal.get(s, 0.0):g}, broker {broker.get(s, 0.0):g}"
+            for s in sorted(set(journal) | set(broker))
+            if abs(journal.get(s, 0.0) - broker.get(s, 0.0))
+            > 1e-9 * max(1.0, abs(broker.get(s, 0.0)))
+        ]
+        if problems:
+            self.store.audit("session.reconcile_failed", {"problems": problems}, self.run_id)
+            control.halt(
+                "global", "reconciliation: journal and broker positions differ: "
+                + "; ".join(problems), by="runner", rule="reconciliation", cancel=True,
+            )  # fmt: skip
+            engine._deliver()
 
     def _apply(self, command: dict[str, Any]) -> None:
         control = self.control

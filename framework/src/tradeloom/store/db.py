@@ -27,7 +27,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 
@@ -422,6 +432,16 @@ class Store:
                 .values(cursor=cursor)
             )
         return written
+
+    def fill_positions(self, run_id: str) -> dict[str, float]:
+        """Symbol -> net units of a run's journaled fills (buys minus sells), non-zero only."""
+        t = FillRow.__table__
+        signed = func.sum(case((t.c.side == "buy", t.c.quantity), else_=-t.c.quantity))
+        with self._connect() as conn:
+            rows = conn.execute(
+                select(t.c.symbol, signed).where(t.c.run_id == run_id).group_by(t.c.symbol)
+            ).all()
+        return {s: float(q) for s, q in rows if q and abs(q) > 1e-12}
 
     def session_state(self, run_id: str) -> SessionState:
         """What a restarted session rebuilds from: the cursor, each order's last state (and
