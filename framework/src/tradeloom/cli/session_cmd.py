@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -88,8 +89,15 @@ def run_command(
     name = session or files[-1].stem
     sess = Session.open(name, sessions_dir)
     sess.root.mkdir(parents=True, exist_ok=True)
+    # Structured JSON lines (with the run id) in the session folder; warnings (halts, kills,
+    # alerts) also on stderr, tidy.
     logger.enable("tradeloom")
     sink = logger.add(sess.root / "log.jsonl", serialize=True, level="INFO")
+    with contextlib.suppress(ValueError):
+        logger.remove(0)  # loguru's default DEBUG handler
+    console = logger.add(
+        sys.stderr, level="WARNING", format="<yellow>{level}</yellow> {message}", colorize=False
+    )
     db = Store(store or resolved.store_url)
     try:
         runner = PaperRunner(
@@ -104,6 +112,8 @@ def run_command(
         summary = runner.run()
     finally:
         logger.remove(sink)
+        logger.remove(console)
+        logger.disable("tradeloom")
         db.close()
     table = Table(title=f"tradeloom session {summary.session}", show_header=False)
     table.add_column("what", style="bold")
