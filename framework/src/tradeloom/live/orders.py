@@ -295,7 +295,6 @@ class OrderTracker:
             # A late fill: the venue executed it, so it counts; the status stays terminal.
             filled = order.filled_quantity + qty
             avg = (order.avg_fill_price * order.filled_quantity + price * qty) / filled
-            return
             if filled >= order.quantity - QTY_EPSILON:
                 filled = order.quantity
             entry.order = order._evolve(
