@@ -212,7 +212,7 @@ def kill_command(
     if pid is None:
         # No runner: persist HALTED now; the working orders are canceled when it restarts.
         control = RiskControl([], state_file=sess.state_file)
-        control.request_kill(reason, flatten=flatten)
+        control.request_kill(reason, flatten=flatten, ts=time.time_ns())  # when, for the record
         out.print(
             f"session {session}: HALTED (no runner is running; working orders are canceled at "
             "its restart)"

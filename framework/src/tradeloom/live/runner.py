@@ -495,12 +495,17 @@ class PaperRunner:
                 )  # fmt: skip
                 engine._deliver()
             if self.stale_after is not None:
-                if self._monitor is None:
+                now = self._clock.now()
+                if self._monitor is None and (now > 0 or engine._last_ts is not None):
                     from tradeloom.live.replay import FeedMonitor
 
+                    # Watched from the session's first market time (a replay clock reads 0
+                    # until its first bar), or from the cursor after a restart.
                     self._monitor = FeedMonitor(self.stale_after)
-                    self._monitor.expect(engine.symbols, self._clock.now())
-                self._monitor.apply(control, self._clock.now())
+                    since = max(now, engine._last_ts or 0)
+                    self._monitor.expect(engine.symbols, since)
+                if self._monitor is not None:
+                    self._monitor.apply(control, now)
         self._write_status()
 
     def _reconcile_running(self) -> None:

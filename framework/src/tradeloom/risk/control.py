@@ -373,11 +373,14 @@ class RiskControl:
         self._alert(event)
         return KillReport(tuple(canceled), tuple(residual), tuple(flattened))
 
-    def request_kill(self, reason: str = "kill switch", *, flatten: bool = False) -> None:
+    def request_kill(
+        self, reason: str = "kill switch", *, flatten: bool = False, ts: int | None = None
+    ) -> None:
         """The kill switch's priority path, safe from another thread: HALTED at global scope
         now (persisted; every order checked from here on is refused), the cancels and any
         flattening left to the runner's next step (:attr:`kill_pending`)."""
-        self._states[GLOBAL] = _StateRecord(TradingState.HALTED, self._now(), reason, "operator")
+        when = self._now() if ts is None else ts
+        self._states[GLOBAL] = _StateRecord(TradingState.HALTED, when, reason, "operator")
         self._save()
         self.kill_pending = (reason, flatten)
 
