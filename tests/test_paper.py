@@ -274,9 +274,19 @@ def test_a_second_runner_of_a_running_session_is_refused(paper: Paper) -> None:
 def test_a_stop_takes_effect_after_the_current_step_even_with_a_backlog(paper: Paper) -> None:
     config, _ = paper.write("backlog", deployment())
     runner = paper.runner(config, "backlog", max_batch=1)
+    at_stop: list[int] = []
+    stop = runner.stop
+
+    def stop_and_note() -> None:  # the bars done when the stop was asked (timing-free check)
+        at_stop.append(runner._bars)
+        stop()
+
+    runner.stop = stop_and_note  # type: ignore[method-assign]
     summary = run_until(runner, lambda r: r._bars >= 60)
     assert summary.status == "stopped"
-    assert summary.bars <= 61
+    (asked,) = at_stop
+    assert 60 <= asked < 252
+    assert summary.bars <= asked + 1  # at most the step in progress, never the queued backlog
 
 
 # --- the CLI -------------------------------------------------------------------------------------

@@ -63,6 +63,17 @@ def backtest(
     return run_deployment(resolved, host)
 
 
+def build_named(components: Sequence[Any]) -> list[Any]:
+    """Build resolved components that report under their registered name (risk rules, cost
+    models, fill models): each gets ``.name`` set to it, as the runner does everywhere."""
+    built = []
+    for rc in components:
+        component = rc.build()
+        component.name = rc.spec.name
+        built.append(component)
+    return built
+
+
 def run_deployment(
     resolved: ResolvedDeployment,
     host: PluginHost | None = None,
@@ -83,27 +94,15 @@ def run_deployment(
         )
     data_source = resolved.data.build()
     strategies = [(c.id or c.spec.name, c.build()) for c in resolved.strategies]
-    rules = []
-    for rc in resolved.risk:
-        rule = rc.build()
-        rule.name = rc.spec.name
-        rules.append(rule)
+    rules = build_named(resolved.risk)
     broker = resolved.broker.build()
     if not isinstance(broker, SimulatedBroker):
         raise ConfigError(
             f'broker {resolved.broker.spec.name!r} cannot run backtests; use type = "simulated"',
             path="broker.type",
         )
-    costs = []
-    for rc in resolved.costs:
-        model = rc.build()
-        model.name = rc.spec.name  # type: ignore[attr-defined]  # the cash-flow kind it books
-        costs.append(model)
-    fill_models = []
-    for rc in resolved.fill_models:
-        fill_model = rc.build()
-        fill_model.name = rc.spec.name  # type: ignore[attr-defined]  # its registered name
-        fill_models.append(fill_model)
+    costs = build_named(resolved.costs)  # a cost model's name is the cash-flow kind it books
+    fill_models = build_named(resolved.fill_models)
     fx = resolved.fx.build() if resolved.fx is not None else None
     run = resolved.run
     config = resolved.to_dict(mask_secrets=True)

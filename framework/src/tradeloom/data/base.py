@@ -51,6 +51,9 @@ class MarketData:
     """Splits and dividends to apply while the bars are played
     (:class:`tradeloom.data.actions.CorporateAction`, in time order); empty for adjusted or
     action-free data."""
+    warmup: bool = False
+    """History a restarted session replays to its strategies (orders ignored, no fills): the
+    engine plays such a chunk without the broker. Set by the paper runner, never by sources."""
 
     @property
     def symbols(self) -> list[str]:

@@ -579,7 +579,7 @@ class BacktestEngine:
             while (chunk := next(chunks, None)) is not None:
                 if curve.size:  # not the first chunk: give the last one's pages back
                     return_free_memory()
-                if getattr(chunk, "warmup", False):  # history: strategies only, orders ignored
+                if chunk.warmup:  # history: strategies only, orders ignored
                     timeline = self._enter(chunk)
                     self._warm(timeline)
                     self._last_ts = int(timeline[-1]) if len(timeline) else self._last_ts

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
+from tradeloom.api import build_named
 from tradeloom.components import Mode
 from tradeloom.config import ResolvedDeployment
 from tradeloom.data import DataSource, MarketData
@@ -203,11 +204,7 @@ class PaperRunner:
             from tradeloom.live.sandbox import sandboxed
 
             strategies = sandboxed(strategies)
-        rules = []
-        for rc in resolved.risk:
-            rule = rc.build()
-            rule.name = rc.spec.name
-            rules.append(rule)
+        rules = build_named(resolved.risk)
         control = RiskControl(rules, state_file=self.session.state_file, on_alert=self._alert)
         self.control = control
         if self.sandbox:  # the fault policy: halt the strategy (cancel, flatten if configured)
@@ -229,9 +226,9 @@ class PaperRunner:
         market = _LiveMarket(history.symbols, self._chunks(warm), history.actions)
         broker = self.broker
         if resolved.costs:
-            broker.use_costs([_named(rc) for rc in resolved.costs])
+            broker.use_costs(build_named(resolved.costs))
         if resolved.fill_models:
-            broker.use_fill_models([_named(rc) for rc in resolved.fill_models])
+            broker.use_fill_models(build_named(resolved.fill_models))
         engine = BacktestEngine(
             market,  # type: ignore[arg-type]
             strategies,
@@ -425,7 +422,7 @@ class PaperRunner:
         batches as they arrive; between two chunks the last step is journaled, operator
         commands and stale feeds are handled, and the status is written."""
         if warm is not None:
-            warm.warmup = True  # type: ignore[attr-defined]
+            warm.warmup = True
             yield warm
         pending: list[list[Bar]] = []
         while True:
@@ -535,9 +532,9 @@ class PaperRunner:
         assert control is not None
         action = command.get("action")
         if action == "kill":
-            control.kill_pending = (
+            control.request_kill(  # HALTED now, if the watcher has not already; cancels next
                 str(command.get("reason") or "operator kill switch"),
-                bool(command.get("flatten")),
+                flatten=bool(command.get("flatten")),
             )
         elif action == "resume":
             scope = str(command.get("scope") or "global")
@@ -678,12 +675,6 @@ def _apply_action(ledger: Any, action: Any) -> None:
         amount = ledger.quantity(action.symbol) * action.amount * ledger.rate(action.symbol)
         if amount:
             ledger.cash_flow(action.ex_ts, amount, "dividend", action.symbol)
-
-
-def _named(rc: Any) -> Any:
-    component = rc.build()
-    component.name = rc.spec.name
-    return component
 
 
 def _max_fill_seq(fills: list[Any]) -> int:

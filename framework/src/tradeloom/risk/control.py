@@ -390,14 +390,14 @@ class RiskControl:
     ) -> Reject | None:
         """The verdict on an order or a replace (the amended order): the trading state of its
         scopes, then the rule chain. A reject is recorded as an event."""
+        if origin == "risk":  # the runner's exits: risk-reducing, whatever the state
+            if not view.reduces(order):
+                return self._rejected(
+                    order, Reject("risk-control", "a runner exit must reduce a position")
+                )
+            return None
         if self._states:
             state, where = self.state_of(order)
-            if origin == "risk":
-                if not view.reduces(order):
-                    return self._rejected(
-                        order, Reject("risk-control", "a runner exit must reduce a position")
-                    )
-                return None
             if state is TradingState.HALTED:
                 record = self._states[where]  # type: ignore[index]
                 return self._rejected(
@@ -408,12 +408,6 @@ class RiskControl:
                     order,
                     Reject("trading-state", f"{where} is reducing-only and the order adds risk"),
                 )
-        elif origin == "risk":
-            if not view.reduces(order):
-                return self._rejected(
-                    order, Reject("risk-control", "a runner exit must reduce a position")
-                )
-            return None
         verdict = self.gate.check(order, view)
         if verdict is not None:
             return self._rejected(order, verdict)

@@ -255,13 +255,7 @@ class RestrictedInstruments(RiskRule):
                 self.name, f"{symbol} is restricted: units ordered (no orders allowed)",
                 0.0, order.quantity,
             )  # fmt: skip
-        sign = order.side.sign
-        held = view.position_qty(symbol) * sign  # negative: the order is against the position
-        if held >= 0:
-            added = order.quantity
-        else:
-            room = -held - abs(view.working_qty(symbol, sign))  # left to reduce
-            added = max(0.0, order.quantity - max(0.0, room))
+        added = max(0.0, order.quantity - view.reducing_room(symbol, order.side))
         if added > 1e-9:
             return Reject(
                 self.name, f"{symbol} is restricted: units that would open or add to a position",
