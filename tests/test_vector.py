@@ -463,8 +463,8 @@ def test_sweep_rows_and_best_row_equal_a_direct_run(walk: pd.DataFrame) -> None:
     table_ = sweep(market, SmaCrossover, grid, metric="sharpe")
     assert len(table_) == 12
     assert list(table_.columns) == [
-        "fast", "slow", "quantity", "num_trades", "total_return", "sharpe", "max_drawdown",
-        "final_equity", "error",
+        "fast", "slow", "quantity", "num_trades", "total_return", "sharpe", "sortino",
+        "max_drawdown", "final_equity", "error",
     ]  # fmt: skip
     invalid = table_[table_.error.notna()]
     assert sorted(zip(invalid.fast, invalid.slow, strict=True)) == [(20, 20), (40, 20), (40, 40)]
@@ -480,7 +480,37 @@ def test_sweep_rows_and_best_row_equal_a_direct_run(walk: pd.DataFrame) -> None:
     assert best.final_equity == m.final_equity
     assert best.total_return == pytest.approx(m.total_return, rel=1e-12)
     assert best.sharpe == pytest.approx(m.sharpe, rel=1e-9)
+    assert best.sortino == pytest.approx(m.sortino, rel=1e-9)
     assert best.max_drawdown == pytest.approx(m.max_drawdown, rel=1e-12)
+
+
+@pytest.mark.parametrize("path", ["fused", "signals", "event"])
+def test_evaluate_params_keeps_the_equity_at_the_end_of_every_day(
+    walk: pd.DataFrame, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Research keeps each combination's daily equity: the kernels' bucket output equals the
+    direct run's equity curve sampled at each day's last bar, on every evaluation path."""
+    from tradeloom.vector.sweeps import Buckets, evaluate_params
+
+    market = MarketData({"X": walk.iloc[:6_000]})
+    if path != "fused":
+        monkeypatch.setattr(SmaCrossover, "fused_sweep", None, raising=False)
+    if path == "event":
+        monkeypatch.setattr(SmaCrossover, "signals", lambda self, data: None)
+    ts = market.frames["X"].index.as_unit("ns").asi8
+    buckets = Buckets.daily(ts)
+    days = pd.DatetimeIndex(ts, tz="UTC").floor("D")
+    assert len(buckets) == days.nunique() > 3
+    params = [SmaCrossover.Params(fast=f, slow=s, quantity=10) for f, s in [(5, 20), (10, 40)]]
+    stats, daily = evaluate_params(market, SmaCrossover, params, buckets=buckets)
+    assert daily.shape == (2, len(buckets))
+    for row, p in enumerate(params):
+        direct = run_signals(market, SmaCrossover(p))
+        curve = direct.equity["equity"]
+        expected = curve.groupby(curve.index.floor("D")).last().to_numpy()
+        np.testing.assert_array_equal(daily[row], expected)
+        assert stats[row, 0] == direct.metrics.num_trades
+        assert stats[row, 3] == pytest.approx(direct.metrics.sortino, rel=1e-9)
 
 
 def test_sweep_without_a_fused_path_simulates_each_signal_set(walk: pd.DataFrame) -> None:

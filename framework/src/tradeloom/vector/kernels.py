@@ -70,7 +70,8 @@ E_CASH, E_VALUE, E_EQUITY, E_GROSS = range(4)
 N_EQUITY_COLS = 4
 # Statistics returned by every simulation.
 S_ORDERS, S_FILLS, S_TRADES, S_FINAL_EQUITY, S_TOTAL_RETURN, S_SHARPE, S_MAX_DRAWDOWN = range(7)
-N_STATS = 7
+S_SORTINO = 7
+N_STATS = 8
 
 
 class CostSpec(NamedTuple):
@@ -144,6 +145,9 @@ def simulate_nb(
     orders: np.ndarray,
     fills: np.ndarray,
     trades: np.ndarray,
+    bucket: np.ndarray,
+    bucket_equity: np.ndarray,
+    row: int,
 ) -> np.ndarray:
     """Simulate one signal set on the merged timeline; return the ``S_*`` statistics.
 
@@ -155,8 +159,16 @@ def simulate_nb(
     ``trades`` ``(capacity, N_TRADE_COLS)``; a capacity of the number of (bar, symbol) cells
     with any signal is always enough, and ``S_SHARPE`` / ``S_MAX_DRAWDOWN`` are NaN. Without
     it the record arrays may be empty.
+
+    ``bucket`` (int64 ``(n,)``, non-decreasing) and ``bucket_equity`` (float64 ``(c, b)``):
+    when ``b > 0``, ``bucket_equity[row, bucket[k]]`` receives the equity at timestamp ``k``,
+    so each bucket ends holding the equity at its last timestamp (research keeps daily equity
+    of every combination this way, without a per-bar curve); pass empty arrays for none.
+    (Callers in a ``prange`` pass the whole 2-D array and their row: slicing it inside the
+    parallel loop makes the loop a third slower.)
     """
     n, m = close.shape
+    track = bucket_equity.shape[1] > 0
     at_close = costs.fill_at_close
     bps = costs.slippage_bps
     initial = costs.initial_cash
@@ -191,6 +203,7 @@ def simulate_nb(
     valid = True
     sum_r = 0.0
     sum_r2 = 0.0
+    sum_d2 = 0.0
     eq = initial
 
     for k in range(n):
@@ -402,6 +415,8 @@ def simulate_nb(
             equity[k, E_VALUE] = value
             equity[k, E_EQUITY] = eq
             equity[k, E_GROSS] = gross
+        if track:
+            bucket_equity[row, bucket[k]] = eq
         if record:
             continue  # the caller has the curve; statistics are for sweeps
         if eq != prev:  # else the return is exactly 0 and the drawdown unchanged
@@ -409,6 +424,8 @@ def simulate_nb(
                 r = eq / prev - 1.0
                 sum_r += r
                 sum_r2 += r * r
+                loss = min(r, 0.0)  # branch-free: the sign of r is a coin flip
+                sum_d2 += loss * loss
             else:
                 valid = False
             prev = eq
@@ -436,6 +453,7 @@ def simulate_nb(
     stats[S_FINAL_EQUITY] = eq
     stats[S_TOTAL_RETURN] = eq / initial - 1.0
     sharpe = np.nan
+    sortino = np.nan
     if record:
         max_dd = np.nan
     elif valid and n >= 2:
@@ -444,7 +462,11 @@ def simulate_nb(
         std = math.sqrt(var) if var > 0.0 else 0.0
         if std > ZERO_TOLERANCE:
             sharpe = mean / std * math.sqrt(periods_per_year)
+        downside = math.sqrt(sum_d2 / n)
+        if downside > ZERO_TOLERANCE:
+            sortino = mean / downside * math.sqrt(periods_per_year)
     stats[S_SHARPE] = sharpe
+    stats[S_SORTINO] = sortino
     stats[S_MAX_DRAWDOWN] = max_dd
     return stats
 
@@ -465,11 +487,14 @@ def simulate_batch_nb(
     fraction: np.ndarray,
     costs: CostSpec,
     periods_per_year: float,
+    bucket: np.ndarray,
+    bucket_equity: np.ndarray,
 ) -> np.ndarray:
     """Statistics of ``c`` signal sets at once, in parallel over all cores.
 
     The signal arrays are bool ``(c, n, m)``; ``long_short``, ``retarget`` (bool), ``quantity``
     and ``fraction`` (float64, NaN when unused) are ``(c,)``. Returns ``(c, N_STATS)``.
+    ``bucket_equity`` is ``(c, b)`` (``b`` may be 0), filled as :func:`simulate_nb` does.
     """
     c = long_entry.shape[0]
     out = np.empty((c, N_STATS))
@@ -482,5 +507,6 @@ def simulate_batch_nb(
         out[i] = simulate_nb(
             open_, high, low, close, long_entry[i], long_exit[i], short_entry[i], short_exit[i],
             policy, costs, periods_per_year, False, no_equity, no_orders, no_fills, no_trades,
+            bucket, bucket_equity, i,
         )  # fmt: skip
     return out

@@ -8,9 +8,11 @@ computed in the kernel from the equity curve, with the definitions of
 Three paths, the fastest that the strategy supports:
 
 1. **fused**: the strategy class has a classmethod ``fused_sweep(data, params, costs,
-   periods_per_year)`` returning a ``(len(params), N_STATS)`` array of
-   :mod:`tradeloom.vector.kernels` statistics (``S_*``), or ``None`` to decline. It computes
-   signals and simulates them inside one parallel kernel (``sma-crossover`` does);
+   periods_per_year, bucket, bucket_equity)`` returning a ``(len(params), N_STATS)`` array of
+   :mod:`tradeloom.vector.kernels` statistics (``S_*``) and filling ``bucket_equity`` as
+   :func:`~tradeloom.vector.kernels.simulate_batch_nb` does, or returning ``None`` to
+   decline. It computes signals and simulates them inside one parallel kernel
+   (``sma-crossover`` does);
 2. **signals**: each combination's ``signals`` are computed in turn, then simulated in batches
    by :func:`~tradeloom.vector.kernels.simulate_batch_nb`, in parallel;
 3. **event**: a combination whose strategy has no ``signals`` or declines runs through the
@@ -39,9 +41,9 @@ if TYPE_CHECKING:
     from tradeloom.strategy import Strategy
     from tradeloom.vector.kernels import CostSpec
 
-__all__ = ["METRICS", "sweep"]
+__all__ = ["METRICS", "Buckets", "evaluate_params", "sweep"]
 
-METRICS = ("num_trades", "total_return", "sharpe", "max_drawdown", "final_equity")
+METRICS = ("num_trades", "total_return", "sharpe", "sortino", "max_drawdown", "final_equity")
 """The statistics of every sweep row; ``metric`` picks the one rows are sorted by."""
 
 _BATCH_BYTES = 256 * 2**20
@@ -62,7 +64,8 @@ def sweep(
     """Backtest ``strategy_cls`` for every combination of ``grid`` (param name → values; give
     a one-element list for a fixed value) and return one row per combination, best first.
 
-    Columns: the grid's params, then :data:`METRICS` (``sharpe`` is NaN when undefined), then
+    Columns: the grid's params, then :data:`METRICS` (``sharpe`` and ``sortino`` are NaN when
+    undefined), then
     ``error``: why a combination is invalid (its ``Params`` refused it, e.g. ``fast >= slow``;
     its statistics are then NaN), else ``None``. Rows are sorted by ``metric``, highest first
     (for ``max_drawdown``, a fraction <= 0, that is the shallowest), NaN last, ties in grid
@@ -93,7 +96,7 @@ def sweep(
     stats = np.full((len(combos), len(METRICS)), np.nan)
     if valid:
         chosen = [params[i] for i in valid]
-        stats[valid] = _run(market, data, strategy_cls, chosen, broker, costs, ppy)
+        stats[valid], _ = _run(market, data, strategy_cls, chosen, broker, costs, ppy, None)
 
     frame = pd.DataFrame(combos, columns=names)
     for c, name in enumerate(METRICS):
@@ -135,6 +138,62 @@ def _periods_per_year(data: SignalData) -> float:
     return infer_periods_per_year(pd.DatetimeIndex(data.ts, tz="UTC"))
 
 
+class Buckets:
+    """A partition of a run's timestamps into consecutive periods (e.g. UTC days): research
+    keeps each combination's equity at the end of every period, which is enough for the
+    overfitting statistics and small even for a million-bar run.
+
+    ``index`` (int64 ``(n,)``, non-decreasing from 0) is each timestamp's period; ``ends``
+    (``DatetimeIndex``, UTC) the last timestamp of every period.
+    """
+
+    def __init__(self, index: np.ndarray, ends: pd.DatetimeIndex) -> None:
+        self.index = np.ascontiguousarray(index, dtype=np.int64)
+        self.ends = ends
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    @classmethod
+    def daily(cls, ts: np.ndarray) -> Buckets:
+        """One period per UTC calendar day that has a timestamp (daily or coarser bars: one
+        per bar)."""
+        day = np.asarray(ts, dtype=np.int64) // (86_400 * 10**9)
+        if len(day) == 0:
+            return cls(np.empty(0, dtype=np.int64), pd.DatetimeIndex([], tz="UTC"))
+        starts = np.flatnonzero(np.diff(day)) + 1
+        index = np.zeros(len(day), dtype=np.int64)
+        index[starts] = 1
+        np.cumsum(index, out=index)
+        last = np.append(starts - 1, len(day) - 1)
+        return cls(index, pd.DatetimeIndex(np.asarray(ts, dtype=np.int64)[last], tz="UTC"))
+
+
+def evaluate_params(
+    market: MarketData,
+    strategy_cls: type[Strategy],
+    params: Sequence[Any],
+    *,
+    broker_params: SimulatedBroker.Params | None = None,
+    initial_cash: float = 100_000.0,
+    buckets: Buckets | None = None,
+    data: SignalData | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics of each validated ``params`` (``strategy_cls.Params`` instances) on
+    ``market``, by the fastest path (fused, signals, event), as :func:`sweep` runs them.
+
+    Returns ``(stats, bucket_equity)``: ``stats`` is ``(len(params), len(METRICS))`` in
+    :data:`METRICS` order; ``bucket_equity`` is ``(len(params), len(buckets))``: the equity at
+    the end of each bucket (empty columns without ``buckets``). ``data`` is the market's
+    :func:`~tradeloom.vector.signals.signal_data` when the caller already has it.
+    """
+    broker = broker_params if broker_params is not None else SimulatedBroker.Params()
+    costs = cost_spec(broker, initial_cash)
+    data = data if data is not None else signal_data(market)
+    return _run(market, data, strategy_cls, list(params), broker, costs, _periods_per_year(data),
+                buckets)  # fmt: skip
+
+
 def _run(
     market: MarketData,
     data: SignalData,
@@ -143,16 +202,22 @@ def _run(
     broker: SimulatedBroker.Params,
     costs: CostSpec,
     ppy: float,
-) -> np.ndarray:
-    """Statistics ``(len(params), len(METRICS))`` by the fastest path available."""
+    buckets: Buckets | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics ``(len(params), len(METRICS))`` and bucket equity by the fastest path."""
     from tradeloom.vector import kernels as K
 
-    columns = [K.S_TRADES, K.S_TOTAL_RETURN, K.S_SHARPE, K.S_MAX_DRAWDOWN, K.S_FINAL_EQUITY]
+    columns = [
+        K.S_TRADES, K.S_TOTAL_RETURN, K.S_SHARPE, K.S_SORTINO, K.S_MAX_DRAWDOWN, K.S_FINAL_EQUITY
+    ]  # fmt: skip
+    bucket = buckets.index if buckets is not None else np.empty(0, dtype=np.int64)
+    width = len(buckets) if buckets is not None else 0
+    bucket_equity = np.full((len(params), width), np.nan)
     fused = getattr(strategy_cls, "fused_sweep", None)
     if callable(fused):
-        raw = fused(data, params, costs, ppy)
+        raw = fused(data, params, costs, ppy, bucket, bucket_equity)
         if raw is not None:
-            return np.asarray(raw)[:, columns]
+            return np.asarray(raw)[:, columns], bucket_equity
 
     out = np.full((len(params), len(METRICS)), np.nan)
     batch: list[tuple[int, Any, tuple[np.ndarray, ...]]] = []
@@ -163,13 +228,15 @@ def _run(
         name = f"{strategy_cls.__name__}({_describe(p)})"
         signals = strategy_signals(strategy, data, name)
         if signals is None:
-            out[i] = _event_stats(market, strategy, broker, costs.initial_cash)
+            out[i], bucket_equity[i] = _event_stats(
+                market, strategy, broker, costs.initial_cash, buckets
+            )
             continue
         batch.append((i, policy_spec(signals), signals.checked(data.shape, name)))
         if len(batch) == batch_size:
-            _flush(batch, data, costs, ppy, out, columns)
-    _flush(batch, data, costs, ppy, out, columns)
-    return out
+            _flush(batch, data, costs, ppy, out, columns, bucket, bucket_equity)
+    _flush(batch, data, costs, ppy, out, columns, bucket, bucket_equity)
+    return out, bucket_equity
 
 
 def _flush(
@@ -179,13 +246,17 @@ def _flush(
     ppy: float,
     out: np.ndarray,
     columns: list[int],
+    bucket: np.ndarray,
+    bucket_equity: np.ndarray,
 ) -> None:
     from tradeloom.vector.kernels import simulate_batch_nb
 
     if not batch:
         return
+    rows = [i for i, _, _ in batch]
     stacked = [np.stack([arrays[a] for _, _, arrays in batch]) for a in range(4)]
     policies = [policy for _, policy, _ in batch]
+    chunk = np.full((len(batch), bucket_equity.shape[1]), np.nan)
     raw = simulate_batch_nb(
         data.open,
         data.high,
@@ -198,14 +269,21 @@ def _flush(
         np.array([p.fraction for p in policies], dtype=np.float64),
         costs,
         ppy,
+        bucket,
+        chunk,
     )
-    out[[i for i, _, _ in batch]] = raw[:, columns]
+    out[rows] = raw[:, columns]
+    bucket_equity[rows] = chunk
     batch.clear()
 
 
 def _event_stats(
-    market: MarketData, strategy: Strategy, broker: SimulatedBroker.Params, initial_cash: float
-) -> np.ndarray:
+    market: MarketData,
+    strategy: Strategy,
+    broker: SimulatedBroker.Params,
+    initial_cash: float,
+    buckets: Buckets | None,
+) -> tuple[np.ndarray, np.ndarray]:
     """One combination through the event engine, for strategies without signals."""
     from tradeloom.api import run_backtest
 
@@ -213,8 +291,19 @@ def _event_stats(
         market, strategy, broker=SimulatedBroker(broker), initial_cash=initial_cash
     )
     m = result.metrics
-    sharpe = math.nan if m.sharpe is None else m.sharpe
-    return np.array([m.num_trades, m.total_return, sharpe, m.max_drawdown, m.final_equity])
+
+    def nan(value: float | None) -> float:
+        return math.nan if value is None else value
+
+    stats = np.array(
+        [m.num_trades, m.total_return, nan(m.sharpe), nan(m.sortino), m.max_drawdown,
+         m.final_equity]
+    )  # fmt: skip
+    if buckets is None or not len(buckets):
+        return stats, np.empty(0)
+    curve = result.equity["equity"].to_numpy(dtype=np.float64)
+    ends = np.append(np.flatnonzero(np.diff(buckets.index)), len(buckets.index) - 1)
+    return stats, curve[ends]
 
 
 def _describe(params: Any) -> str:

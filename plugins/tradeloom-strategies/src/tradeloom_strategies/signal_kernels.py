@@ -214,10 +214,13 @@ def sma_sweep_nb(
     fraction: np.ndarray,
     costs: CostSpec,
     periods_per_year: float,
+    bucket: np.ndarray,
+    bucket_equity: np.ndarray,
 ) -> np.ndarray:
     """Statistics (``tradeloom.vector.kernels.S_*``) of SMA crossovers for every
     ``(fast[i], slow[i], long_short[i], quantity[i], fraction[i])``, in parallel: each
-    combination computes its signals and simulates them in one compiled call."""
+    combination computes its signals and simulates them in one compiled call. ``bucket`` and
+    ``bucket_equity`` (``(c, b)``, ``b`` may be 0) as in ``simulate_batch_nb``."""
     c = len(fast)
     n, m = close.shape
     out = np.empty((c, N_STATS))
@@ -234,6 +237,6 @@ def sma_sweep_nb(
         policy = PolicySpec(long_short[i], long_short[i], quantity[i], fraction[i])
         out[i] = simulate_nb(
             open_, high, low, close, le, lx, se, sx, policy, costs, periods_per_year, False,
-            no_equity, no_orders, no_fills, no_trades,
+            no_equity, no_orders, no_fills, no_trades, bucket, bucket_equity, i,
         )  # fmt: skip
     return out

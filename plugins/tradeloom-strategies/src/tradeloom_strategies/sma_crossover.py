@@ -150,10 +150,13 @@ class SmaCrossover(Strategy):
         params: Sequence[SmaCrossover.Params],
         costs: CostSpec,
         periods_per_year: float,
+        bucket: np.ndarray,
+        bucket_equity: np.ndarray,
     ) -> np.ndarray:
         """Sweep statistics of every ``params`` in one parallel compiled call (see
         :func:`tradeloom.vector.sweep`): each combination computes its moving averages and
-        simulates them without leaving numba."""
+        simulates them without leaving numba (``bucket_equity[i]`` receives combination
+        ``i``'s equity per bucket)."""
         from tradeloom_strategies.signal_kernels import sma_sweep_nb
 
         def floats(values: list[float | None]) -> np.ndarray:
@@ -171,4 +174,6 @@ class SmaCrossover(Strategy):
             floats([p.fraction if p.quantity is None else None for p in params]),
             costs,
             float(periods_per_year),
+            bucket,
+            bucket_equity,
         )
