@@ -50,6 +50,7 @@ PG_DSN = os.environ.get("TRADELOOM_TEST_POSTGRES", "postgresql://postgres@127.0.
 
 JOURNAL_TABLES = {
     "deployments", "runs", "orders", "fills", "positions", "equity", "risk_events", "audit_log",
+    "studies", "trials",
 }  # fmt: skip
 
 
@@ -208,8 +209,8 @@ def test_an_empty_database_gets_the_latest_schema_on_first_use(
     store = open_store()
     from tradeloom.store.migrate import known_revisions
 
-    assert known_revisions() == ["0001", "0002", "0003"]
-    assert store.current() == store.head() == "0003"
+    assert known_revisions() == ["0001", "0002", "0003", "0004"]
+    assert store.current() == store.head() == "0004"
     with store.engine.connect() as conn:
         assert table_names(conn) == JOURNAL_TABLES | {"alembic_version"}
         # The sqlmodel classes and the migrated schema agree: columns, types, nullability,
@@ -218,7 +219,7 @@ def test_an_empty_database_gets_the_latest_schema_on_first_use(
     assert set(metadata.tables) == JOURNAL_TABLES
 
     again = open_store()  # a second open finds the schema and changes nothing
-    assert again.current() == "0003"
+    assert again.current() == "0004"
     assert again.runs() == []
     report = again.audit_verify()
     assert (report.ok, report.records, report.head) == (True, 0, None)
@@ -305,9 +306,9 @@ def test_migrations_carry_a_0001_journal_to_head(open_store: Callable[..., Store
         open_store()
     message = str(info.value)
     assert "tradeloom db upgrade" in message
-    assert "0001" in message and "0003" in message
+    assert "0001" in message and "0004" in message
 
-    assert store.upgrade() == "0003"
+    assert store.upgrade() == "0004"
     assert store.current() == store.head()
     after = {name: rows_of(store, name, orders[name]) for name in written}
     for name in written:
@@ -349,10 +350,15 @@ def test_upgrading_an_empty_database_step_by_step(open_store: Callable[..., Stor
     store = open_store(check=False)
     assert store.upgrade("0001") == "0001"
     with store.engine.connect() as conn:
-        assert table_names(conn) == (JOURNAL_TABLES - {"risk_events"}) | {"alembic_version"}
+        assert table_names(conn) == (
+            JOURNAL_TABLES - {"risk_events", "studies", "trials"}
+        ) | {"alembic_version"}
     assert store.upgrade("0002") == "0002"
-    assert store.upgrade() == "0003"
-    assert store.upgrade() == "0003"  # at head already: a no-op
+    assert store.upgrade("0003") == "0003"
+    with store.engine.connect() as conn:
+        assert "studies" not in table_names(conn)
+    assert store.upgrade() == "0004"
+    assert store.upgrade() == "0004"  # at head already: a no-op
     with store.engine.connect() as conn:
         assert table_names(conn) == JOURNAL_TABLES | {"alembic_version"}
         assert schema_differences(conn) == []
@@ -367,7 +373,7 @@ def test_a_store_written_by_a_newer_tradeloom_is_refused(
         open_store()
     message = str(info.value)
     assert "written by a newer tradeloom" in message
-    assert "9999" in message and "0003" in message
+    assert "9999" in message and "0004" in message
     assert info.value.exit_code == 2
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, inspect, text
 
 _SCRIPTS = Path(__file__).parent / "migrations"
 
-REVISIONS = ("0001", "0002", "0003")
+REVISIONS = ("0001", "0002", "0003", "0004")
 """Every revision of the schema, oldest first; the last is the one this tradeloom writes."""
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 metadata = SQLModel.metadata
@@ -168,3 +168,53 @@ class AuditRow(SQLModel, table=True):
     record: str = Field(sa_column=Column(Text, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+
+
+class StudyRow(SQLModel, table=True):
+    """An optimisation study: what is searched, on which deployment and data. A study resumes
+    only with the same config hash, space digest and data fingerprint."""
+
+    __tablename__ = "studies"
+
+    name: str = Field(primary_key=True, max_length=200)
+    created_at: str = Field(max_length=40)
+    config_hash: str = Field(max_length=64)
+    space_digest: str = Field(max_length=64)
+    data_fingerprint: str = Field(max_length=128)
+    strategy_id: str = Field(max_length=120)
+    engine: str = Field(max_length=16)
+    """``vector`` or ``event``: which engine evaluates the trials."""
+    initial_cash: float
+    config: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    """The deployment (secrets masked)."""
+    space: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    bucket_ends: list[int] = Field(sa_column=Column(JSON, nullable=False))
+    """The last timestamp (ns, UTC) of each period of the trials' kept equity."""
+
+
+class TrialRow(SQLModel, table=True):
+    """One trial of a study: proposed (``running``), then ``complete`` or ``failed``."""
+
+    __tablename__ = "trials"
+
+    study: str = Field(primary_key=True, max_length=200, foreign_key="studies.name")
+    number: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    state: str = Field(max_length=16, index=True)
+    params: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    system_attrs: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    """What the sampler attached when it proposed the trial (CMA-ES and NSGA-II state)."""
+    values: list[float] | None = Field(default=None, sa_column=Column(JSON))
+    """The objectives' values, in the study's objective order."""
+    metrics: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    violations: list[float] | None = Field(default=None, sa_column=Column(JSON))
+    """Per constraint: <= 0 when met."""
+    equity: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    """Equity at the end of each period (float64, little-endian)."""
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    owner: str = Field(max_length=200)
+    """``host:pid:token`` of the process (and the optimisation in it) that claimed it."""
+    claimed_at: str = Field(max_length=40)
+    finished_at: str | None = Field(default=None, max_length=40)
+    seconds: float | None = None
