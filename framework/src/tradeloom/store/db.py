@@ -66,6 +66,8 @@ the environment (``TRADELOOM_STORE``) names one: ``tradeloom.db`` in the working
 next to the output folders."""
 EQUITY_SNAPSHOTS = 1_000
 """At most this many equity snapshots per backtest (evenly spaced, the last bar included)."""
+_PG_SCHEMA_LOCK = 0x7472_6C6D_0002
+"""Advisory lock serialising schema migrations."""
 _PG_AUDIT_LOCK = 0x7472_6C6D  # "trlm": the advisory lock that serialises audit appends
 
 _RUN_TABLES = (OrderRow, FillRow, PositionRow, EquityRow, RiskEventRow)
@@ -229,6 +231,8 @@ class Store:
 
         try:
             with self._begin() as conn:
+                if self.dialect == "postgresql":  # two processes creating one schema: one waits
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_SCHEMA_LOCK})")
                 upgrade(conn, revision)
         except CommandError as exc:
             raise StoreError(f"store {display_url(self.url)}: cannot upgrade: {exc}") from None
