@@ -183,9 +183,18 @@ def test_dsr_verdicts() -> None:
     assert good.verdict.startswith("the Sharpe ratio survives 20 trials: likely a real edge")
     weak = rng.normal(0.0005, 0.01, 500)
     bad = deflated_sharpe_ratio(weak, rng.normal(0.0, 0.05, 200))
-    assert bad.dsr < 0.95
+    assert bad.dsr < 0.5
     assert bad.verdict == (
         f"after 200 trials this Sharpe ratio is what luck alone would give (DSR {bad.dsr:.2f})"
+    )
+    middling = deflated_sharpe_ratio(
+        np.random.default_rng(1).normal(0.0015, 0.01, 500),
+        np.random.default_rng(2).normal(0, 0.05, 50),
+    )
+    assert 0.5 <= middling.dsr < 0.95
+    assert middling.verdict == (
+        "after 50 trials the Sharpe ratio is not significant at 95%: the edge may be luck "
+        f"(DSR {middling.dsr:.2f})"
     )
 
 

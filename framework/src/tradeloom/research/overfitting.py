@@ -279,6 +279,11 @@ def _dsr_verdict(dsr: float, n_trials: float) -> str:
     trials = f"{n_trials:g}"
     if dsr >= DSR_THRESHOLD:
         return f"the Sharpe ratio survives {trials} trials: likely a real edge (DSR {dsr:.2f})"
+    if dsr >= 0.5:
+        return (
+            f"after {trials} trials the Sharpe ratio is not significant at 95%: the edge may be "
+            f"luck (DSR {dsr:.2f})"
+        )
     return f"after {trials} trials this Sharpe ratio is what luck alone would give (DSR {dsr:.2f})"
 
 
