@@ -106,6 +106,26 @@ def _attach_parity() -> None:
 _attach_parity()
 
 
+def _attach_stress() -> None:
+    from tradeloom.cli.stress_cmd import stress_command
+
+    app.command("stress")(stress_command)
+
+
+_attach_stress()
+
+
+def _attach_research() -> None:
+    from tradeloom.cli.research_cmd import optimize_command, studies_command, walkforward_command
+
+    app.command("optimize")(optimize_command)
+    app.command("walkforward")(walkforward_command)
+    app.command("studies")(studies_command)
+
+
+_attach_research()
+
+
 def _attach_session_commands() -> None:
     from tradeloom.cli.session_cmd import kill_command, resume_command, run_command, status_command
 
