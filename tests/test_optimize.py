@@ -334,6 +334,35 @@ def test_inline_process_and_dask_executors_give_identical_trials() -> None:
     assert runs["inline"].overfitting.to_dict() == runs["dask"].overfitting.to_dict()
 
 
+@pytest.mark.slow
+def test_an_existing_dask_cluster_is_used_through_its_scheduler_address() -> None:
+    from distributed import LocalCluster
+
+    raw = {**RANDOM_SEEDS, "optimize": {**RANDOM_SEEDS["optimize"], "trials": 8}}
+    space = parse_space(raw)
+    data = market(300)
+    inline = optimize(resolved(), space, market=data)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:  # fmt: skip
+        remote = optimize(
+            resolved(), space, market=data, executor="dask", scheduler=cluster.scheduler_address
+        )
+        assert len(cluster.scheduler_info["workers"]) == 1  # still up: we did not own it
+    assert remote.workers == 1
+    pd.testing.assert_frame_equal(_comparable(inline.trials), _comparable(remote.trials))
+
+
+def test_executor_options_are_checked() -> None:
+    space = parse_space(RANDOM_SEEDS)
+    with pytest.raises(ConfigError, match="unknown executor 'threads'"):
+        optimize(resolved(), space, market=market(200), executor="threads")
+    with pytest.raises(ConfigError, match="--scheduler needs --executor dask"):
+        optimize(resolved(), space, market=market(200), scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(ConfigError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:1"):
+        optimize(resolved(), space, market=market(200), executor="dask",
+                 scheduler="tcp://127.0.0.1:1")  # fmt: skip
+
+
 def test_an_interrupted_study_resumes_to_the_trials_of_an_uninterrupted_one(
     store: Store, tmp_path: Path
 ) -> None:

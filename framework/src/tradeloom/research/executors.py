@@ -149,7 +149,7 @@ class DaskExecutor:
         self.cluster = None
         if scheduler:
             try:
-                self.client = Client(scheduler, timeout="10s")
+                self.client = Client(scheduler, timeout="5s")
             except (OSError, TimeoutError) as exc:
                 raise ConfigError(
                     f"cannot reach the Dask scheduler at {scheduler} ({exc}); check the address "
