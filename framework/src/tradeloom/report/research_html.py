@@ -46,7 +46,7 @@ from tradeloom.report.html import (
 from tradeloom.report.stress_html import _EXTRA_CSS as _STRESS_CSS
 from tradeloom.report.stress_html import _layout
 from tradeloom.research.overfitting import DSR_THRESHOLD, PBO_HIGH, PBO_LOW
-from tradeloom.research.space import Categorical, FloatRange, IntRange
+from tradeloom.research.space import BUILTIN_OBJECTIVES, Categorical, FloatRange, IntRange
 from tradeloom.store.studies import COMPLETE, FAILED
 
 if TYPE_CHECKING:
@@ -98,16 +98,7 @@ _AMBER = "#bf8700"
 _HEIGHT = 360
 _PERCENT = {"total_return", "cagr", "max_drawdown"}
 _RATIOS = {"sharpe", "sortino", "calmar", "efficiency", "dsr", "pbo", "psr"}
-_METRICS = (
-    "sharpe",
-    "sortino",
-    "calmar",
-    "total_return",
-    "cagr",
-    "max_drawdown",
-    "final_equity",
-    "num_trades",
-)
+_METRICS = BUILTIN_OBJECTIVES
 _EXTRA_CSS = """
 table.verdicts td.value { font-weight: 600; white-space: nowrap; }
 .good { color: #1a7f37; } .warn { color: #9a6700; } .bad { color: #cf222e; }

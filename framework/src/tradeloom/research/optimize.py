@@ -427,30 +427,45 @@ class OptimizeResult:
             "trials.csv": out / "trials.csv",
             "trials.parquet": out / "trials.parquet",
             "equity.parquet": out / "equity.parquet",
-            "result.json": out / "result.json",
         }
         self.trials.to_csv(written["trials.csv"], index=False)
         self.trials.to_parquet(written["trials.parquet"], index=False)
         equity = self.equity.copy()
         equity.columns = [str(c) for c in equity.columns]
         equity.to_parquet(written["equity.parquet"])
-        written["result.json"].write_text(
-            json.dumps(self.summary(), indent=2, default=_plain, allow_nan=False), encoding="utf-8"
-        )
-        if stress is not None:  # a StressReport of the selected parameters
-            written["stress.json"] = out / "stress.json"
-            written["stress.json"].write_text(stress.to_json(), encoding="utf-8")
-        if html:
-            from tradeloom.report.research_html import optimize_report
+        from tradeloom.report.research_html import optimize_report
 
-            written["report.html"] = out / "report.html"
-            written["report.html"].write_text(optimize_report(self, stress), encoding="utf-8")
-        return written
+        return write_summary(self, out, written, stress, optimize_report if html else None)
+
+
+def write_summary(
+    result: Any,
+    out: Path,
+    written: dict[str, Path],
+    stress: Any,
+    render: Callable[[Any, Any], str] | None,
+) -> dict[str, Path]:
+    """``result.json`` (``result.summary()``), ``stress.json`` when a stress report is given,
+    and ``report.html`` rendered by ``render(result, stress)``."""
+    written["result.json"] = out / "result.json"
+    written["result.json"].write_text(
+        json.dumps(result.summary(), indent=2, default=_plain, allow_nan=False), encoding="utf-8"
+    )
+    if stress is not None:  # a StressReport of the selected parameters
+        written["stress.json"] = out / "stress.json"
+        written["stress.json"].write_text(stress.to_json(), encoding="utf-8")
+    if render is not None:
+        written["report.html"] = out / "report.html"
+        written["report.html"].write_text(render(result, stress), encoding="utf-8")
+    return written
 
 
 def _plain(value: Any) -> Any:
+    """JSON for numpy scalars, timestamps and non-finite floats (null)."""
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

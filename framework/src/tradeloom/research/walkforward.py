@@ -34,10 +34,12 @@ from tradeloom.research.evaluate import Evaluator
 from tradeloom.research.optimize import (
     OptimizeResult,
     Overfitting,
+    _plain,
     default_study_name,
     load_bars,
     optimize,
     strategy_index,
+    write_summary,
 )
 from tradeloom.research.space import SPAN, WalkForwardSettings
 
@@ -239,7 +241,6 @@ class WalkForwardResult:
         out.mkdir(parents=True, exist_ok=True)
         written = {name: out / name for name in (
             "folds.csv", "trials.csv", "trials.parquet", "oos_equity.csv", "stability.csv",
-            "result.json",
         )}  # fmt: skip
         self.folds_frame().to_csv(written["folds.csv"], index=False)
         trials = self.trials_frame()
@@ -247,28 +248,9 @@ class WalkForwardResult:
         trials.to_parquet(written["trials.parquet"], index=False)
         self.stitched.rename("equity").to_csv(written["oos_equity.csv"], index_label="ts")
         self.stability.to_csv(written["stability.csv"], index=False)
-        written["result.json"].write_text(
-            json.dumps(self.summary(), indent=2, default=_plain, allow_nan=False), encoding="utf-8"
-        )
-        if stress is not None:  # a StressReport of the selected parameters
-            written["stress.json"] = out / "stress.json"
-            written["stress.json"].write_text(stress.to_json(), encoding="utf-8")
-        if html:
-            from tradeloom.report.research_html import walkforward_report
+        from tradeloom.report.research_html import walkforward_report
 
-            written["report.html"] = out / "report.html"
-            written["report.html"].write_text(walkforward_report(self, stress), encoding="utf-8")
-        return written
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+        return write_summary(self, out, written, stress, walkforward_report if html else None)
 
 
 def walk_forward(
