@@ -151,6 +151,25 @@ def test_heatmap_is_the_pivot_of_the_feasible_trials(grid: OptimizeResult) -> No
     assert blank == [tuple(x) for x in np.argwhere(np.isnan(expected.to_numpy()))]
 
 
+def test_a_binned_axis_stars_the_bin_of_the_selected_trial(resolved) -> None:  # type: ignore[no-untyped-def]
+    """More than MAX_HEATMAP_AXIS distinct values: the axis is cut into bins, and the selected
+    trial's cell is its bin's (this crashed on the 1,000-combination benchmark grid)."""
+    from tradeloom.report.research_html import HEATMAP_BINS, MAX_HEATMAP_AXIS
+
+    slow = {"type": "int", "low": 12, "high": 12 + 2 * MAX_HEATMAP_AXIS, "step": 2}
+    result = _search(resolved, {"fast": {"choices": [3, 5]}, "slow": slow}, constraints=[])
+    fig = heatmap_figure(result, x="fast", y="slow")
+    assert fig is not None
+    cells = fig.data[0]
+    assert len(cells.y) == HEATMAP_BINS and all("–" in str(label) for label in cells.y)
+    chosen = result.trials.set_index("number").loc[result.selected]
+    starred = [(a, b) for a, line in enumerate(cells.text) for b, v in enumerate(line) if "★" in v]
+    assert len(starred) == 1
+    low, high = (float(x) for x in str(cells.y[starred[0][0]]).split("–"))
+    assert low <= chosen.slow <= high
+    assert cells.x[starred[0][1]] == str(chosen.fast)
+
+
 def test_heatmap_with_more_params_shows_the_best_over_the_others(three: OptimizeResult) -> None:
     assert heatmap_params(three) == ("fast", "slow")
     t = three.trials

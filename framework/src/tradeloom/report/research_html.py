@@ -675,15 +675,35 @@ def _axis_values(values: pd.Series, dim: Any) -> tuple[pd.Series, list[Any], boo
     distinct = sorted(pd.unique(values))
     if len(distinct) <= MAX_HEATMAP_AXIS:
         return values, list(distinct), False
+    return _binned(values, dim), _bin_labels(dim), True
+
+
+def _bin_edges(dim: Any) -> np.ndarray:
     low, high = float(dim.low), float(dim.high)
     if dim.log:
-        edges = np.geomspace(low, high, HEATMAP_BINS + 1)
-    else:
-        edges = np.linspace(low, high, HEATMAP_BINS + 1)
-    labels = [f"{a:.3g}–{b:.3g}" for a, b in itertools.pairwise(edges)]
+        return np.geomspace(low, high, HEATMAP_BINS + 1)
+    return np.linspace(low, high, HEATMAP_BINS + 1)
+
+
+def _bin_labels(dim: Any) -> list[str]:
+    return [f"{a:.3g}–{b:.3g}" for a, b in itertools.pairwise(_bin_edges(dim))]
+
+
+def _binned(values: pd.Series, dim: Any) -> pd.Series:
+    """Each value's bin label (:func:`_bin_labels`)."""
+    edges = _bin_edges(dim)
     pos = np.clip(np.searchsorted(edges, values.to_numpy(dtype=float), side="right") - 1, 0, None)
     pos = np.minimum(pos, HEATMAP_BINS - 1)
-    return pd.Series(np.asarray(labels, dtype=object)[pos], index=values.index), labels, True
+    return pd.Series(np.asarray(_bin_labels(dim), dtype=object)[pos], index=values.index)
+
+
+def _cell(value: Any, dim: Any, axis: Sequence[Any]) -> Any:
+    """Where ``value`` sits on a heatmap ``axis`` (its bin when the axis is binned)."""
+    if isinstance(dim, Categorical):
+        return str(value)
+    if value in list(axis):
+        return value
+    return _binned(pd.Series([value]), dim).iloc[0]
 
 
 def heatmap_frame(
@@ -744,8 +764,8 @@ def heatmap_figure(
     chosen = _row_of(result, result.selected)
     if chosen is not None and bool(chosen["feasible"]):
         dims = result.space.dimensions
-        at_x = _axis_values(pd.Series([chosen[grid.columns.name]]), dims[grid.columns.name])[0][0]
-        at_y = _axis_values(pd.Series([chosen[grid.index.name]]), dims[grid.index.name])[0][0]
+        at_x = _cell(chosen[grid.columns.name], dims[grid.columns.name], grid.columns)
+        at_y = _cell(chosen[grid.index.name], dims[grid.index.name], grid.index)
         i, j = list(grid.index).index(at_y), list(grid.columns).index(at_x)
         text[i][j] = f"★ {text[i][j]}"
     fig = go.Figure(
