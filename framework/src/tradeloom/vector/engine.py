@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["cost_spec", "policy_spec", "run_signals", "strategy_signals"]
 
 _END_REASON = "backtest ended before the order could fill"
-_NO_BUCKETS = np.empty(0, dtype=np.int64)
-_NO_BUCKET_EQUITY = np.empty((0, 0))
 
 
 def run_signals(
@@ -369,7 +367,7 @@ def _simulate(
     trades = np.empty((capacity, K.N_TRADE_COLS))
     stats = K.simulate_nb(
         data.open, data.high, data.low, data.close, *arrays, policy, costs, 1.0, True,
-        equity, orders, fills, trades, _NO_BUCKETS, _NO_BUCKET_EQUITY, 0,
+        equity, orders, fills, trades, None, None, 0,
     )  # fmt: skip
     n_orders, n_fills, n_trades = (int(stats[i]) for i in (K.S_ORDERS, K.S_FILLS, K.S_TRADES))
     return _Records(data, equity, orders[:n_orders], fills[:n_fills], trades[:n_trades])

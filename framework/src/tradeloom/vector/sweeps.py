@@ -9,7 +9,8 @@ Three paths, the fastest that the strategy supports:
 
 1. **fused**: the strategy class has a classmethod ``fused_sweep(data, params, costs,
    periods_per_year, bucket, bucket_equity)`` returning a ``(len(params), N_STATS)`` array of
-   :mod:`tradeloom.vector.kernels` statistics (``S_*``) and filling ``bucket_equity`` as
+   :mod:`tradeloom.vector.kernels` statistics (``S_*``) and filling ``bucket_equity`` (both
+   ``None`` when no equity is kept) as
    :func:`~tradeloom.vector.kernels.simulate_batch_nb` does, or returning ``None`` to
    decline. It computes signals and simulates them inside one parallel kernel
    (``sma-crossover`` does);
@@ -210,12 +211,14 @@ def _run(
     columns = [
         K.S_TRADES, K.S_TOTAL_RETURN, K.S_SHARPE, K.S_SORTINO, K.S_MAX_DRAWDOWN, K.S_FINAL_EQUITY
     ]  # fmt: skip
-    bucket = buckets.index if buckets is not None else np.empty(0, dtype=np.int64)
     width = len(buckets) if buckets is not None else 0
     bucket_equity = np.full((len(params), width), np.nan)
+    # None, not empty arrays, when not tracking: the kernels then compile without them.
+    bucket = buckets.index if buckets is not None and width else None
+    tracked = bucket_equity if bucket is not None else None
     fused = getattr(strategy_cls, "fused_sweep", None)
     if callable(fused):
-        raw = fused(data, params, costs, ppy, bucket, bucket_equity)
+        raw = fused(data, params, costs, ppy, bucket, tracked)
         if raw is not None:
             return np.asarray(raw)[:, columns], bucket_equity
 
@@ -246,7 +249,7 @@ def _flush(
     ppy: float,
     out: np.ndarray,
     columns: list[int],
-    bucket: np.ndarray,
+    bucket: np.ndarray | None,
     bucket_equity: np.ndarray,
 ) -> None:
     from tradeloom.vector.kernels import simulate_batch_nb
@@ -256,7 +259,7 @@ def _flush(
     rows = [i for i, _, _ in batch]
     stacked = [np.stack([arrays[a] for _, _, arrays in batch]) for a in range(4)]
     policies = [policy for _, policy, _ in batch]
-    chunk = np.full((len(batch), bucket_equity.shape[1]), np.nan)
+    chunk = np.full((len(batch), bucket_equity.shape[1]), np.nan) if bucket is not None else None
     raw = simulate_batch_nb(
         data.open,
         data.high,
@@ -273,7 +276,8 @@ def _flush(
         chunk,
     )
     out[rows] = raw[:, columns]
-    bucket_equity[rows] = chunk
+    if chunk is not None:
+        bucket_equity[rows] = chunk
     batch.clear()
 
 

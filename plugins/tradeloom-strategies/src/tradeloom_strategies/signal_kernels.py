@@ -220,7 +220,7 @@ def sma_sweep_nb(
     """Statistics (``tradeloom.vector.kernels.S_*``) of SMA crossovers for every
     ``(fast[i], slow[i], long_short[i], quantity[i], fraction[i])``, in parallel: each
     combination computes its signals and simulates them in one compiled call. ``bucket`` and
-    ``bucket_equity`` (``(c, b)``, ``b`` may be 0) as in ``simulate_batch_nb``."""
+    ``bucket_equity`` (``(c, b)``; both ``None`` when not kept) as in ``simulate_batch_nb``."""
     c = len(fast)
     n, m = close.shape
     out = np.empty((c, N_STATS))
