@@ -221,3 +221,26 @@ def test_optimize_command_errors_are_one_line(
     code = main(["walkforward", str(EXAMPLES / "sma-us-stocks.toml"), "--space",
                  str(EXAMPLES / "sma-us-stocks.space.toml")])  # fmt: skip
     assert code == 2 and "walkforward.train: say how long" in capsys.readouterr().err
+
+
+def test_optimize_stress_tests_the_selected_parameters(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--stress backtests the selected trial's params (event engine) for the stress tests: its
+    baseline is that trial (found by the vector engine), to the rounding of the JSON."""
+    space = tmp_path / "space.toml"
+    space.write_text(
+        "[params]\nfast = { choices = [10, 20] }\nslow = { choices = [100, 200] }\n"
+        '[optimize]\nsampler = "grid"\npartitions = 4\n'
+    )
+    code = main(["optimize", str(EXAMPLES / "sma-us-stocks.toml"), "--space", str(space),
+                 "--no-journal", "--stress", "--out", str(tmp_path), "--json"])  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    trials = pd.read_csv(tmp_path / "trials.csv").set_index("number")
+    selected = trials.loc[summary["selected"]]
+    stress = json.loads((tmp_path / "stress.json").read_text())
+    assert stress["baseline"]["final_equity"] == pytest.approx(selected.final_equity, abs=1e-5)
+    assert stress["baseline"]["num_trades"] == selected.num_trades
+    assert {s for s in stress["scenarios"]} == {"resample", "bootstrap"}
+    assert 'id="stress"' in (tmp_path / "report.html").read_text()
