@@ -358,7 +358,9 @@ def test_executor_options_are_checked() -> None:
         optimize(resolved(), space, market=market(200), executor="threads")
     with pytest.raises(ConfigError, match="--scheduler needs --executor dask"):
         optimize(resolved(), space, market=market(200), scheduler="tcp://127.0.0.1:1")
-    with pytest.raises(ConfigError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:1"):
+    with pytest.raises(
+        ConfigError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:1"
+    ):
         optimize(resolved(), space, market=market(200), executor="dask",
                  scheduler="tcp://127.0.0.1:1")  # fmt: skip
 
