@@ -126,6 +126,15 @@ def _attach_research() -> None:
 _attach_research()
 
 
+def _attach_new() -> None:
+    from tradeloom.cli.new_cmd import new_app
+
+    app.add_typer(new_app, name="new")
+
+
+_attach_new()
+
+
 def _attach_session_commands() -> None:
     from tradeloom.cli.session_cmd import kill_command, resume_command, run_command, status_command
 
