@@ -142,9 +142,11 @@ def tradeloom_register_fill_models(register: Register) -> None:
 def tradeloom_run_start(run_id: str, mode: str, config: dict[str, Any]) -> None:
     """A run is about to start.
 
-    Called once per run, after the pipeline has been assembled and validated and before the
-    first bar. ``config`` is the resolved deployment with secrets masked (a plain dict; do not
-    mutate it). Every implementation is called; return values are ignored.
+    Called once per backtest, after the pipeline has been assembled and validated and before
+    the first bar. ``run_id`` is the run's id in the journal (``BacktestResult.run_id``);
+    ``mode`` is ``"backtest"`` (paper and live sessions do not call it yet). ``config`` is the
+    resolved deployment with secrets masked (a plain dict; do not mutate it). Every
+    implementation is called; return values are ignored.
     """
 
 
@@ -152,8 +154,9 @@ def tradeloom_run_start(run_id: str, mode: str, config: dict[str, Any]) -> None:
 def tradeloom_run_finish(run_id: str, mode: str, summary: dict[str, Any]) -> None:
     """A run has finished (normally or not).
 
-    Called once per run after the last bar and after outputs are computed, also when the run
-    failed. ``summary`` holds ``status`` (``"completed"`` or ``"failed"``), ``error`` (message or
+    Called once per backtest after the last bar and after outputs are computed, also when the
+    run failed. ``run_id`` and ``mode`` are those of :func:`tradeloom_run_start`. ``summary``
+    holds ``status`` (``"completed"`` or ``"failed"``), ``error`` (message or
     ``None``) and, on success, ``metrics`` (the metrics as a dict). Every implementation is
     called; return values are ignored.
     """
