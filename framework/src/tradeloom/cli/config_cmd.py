@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from tradeloom.cli.options import ConfigFiles, ExtraConfigs, Overrides
 from tradeloom.config import json_schema, load_deployment
 from tradeloom.errors import ConfigError
 from tradeloom.plugins import PluginHost
@@ -23,35 +24,6 @@ config_app = typer.Typer(
     help="Validate, show and describe deployment configs (TOML).",
     no_args_is_help=True,
 )
-
-FilesArg = Annotated[
-    list[Path] | None,
-    typer.Argument(
-        help="Config files, merged left to right (later files override earlier ones).",
-        show_default=False,
-    ),
-]
-ConfigOpt = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="A config file to merge after the positional ones; repeat for more.",
-        show_default=False,
-    ),
-]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        metavar="PATH=VALUE",
-        help=(
-            "Override one value after merging, e.g. --set run.initial_cash=50000 or "
-            "--set strategies[0].params.fast=5. VALUE is read as TOML, else as plain text."
-        ),
-        show_default=False,
-    ),
-]
 
 
 def _make_host() -> PluginHost:
@@ -68,7 +40,9 @@ def config_files(files: list[Path] | None, config: list[Path] | None) -> list[Pa
 
 
 @config_app.command()
-def validate(files: FilesArg = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def validate(
+    files: ConfigFiles = None, config: ExtraConfigs = None, set_: Overrides = None
+) -> None:
     """Check a deployment config: its shape, every component's params and the mode."""
     paths = config_files(files, config)
     deployment = load_deployment(paths, set_ or (), host=_make_host())
@@ -83,9 +57,9 @@ def validate(files: FilesArg = None, config: ConfigOpt = None, set_: SetOpt = No
 
 @config_app.command()
 def show(
-    files: FilesArg = None,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
+    files: ConfigFiles = None,
+    config: ExtraConfigs = None,
+    set_: Overrides = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
 ) -> None:
     """Print the resolved config (defaults filled in, secrets masked)."""

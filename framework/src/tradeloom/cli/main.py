@@ -28,6 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tradeloom.cli.options import ConfigFiles, ExtraConfigs, Overrides
 from tradeloom.errors import ConfigError, TradeloomError
 
 app = typer.Typer(
@@ -43,17 +44,6 @@ app.add_typer(plugins_app, name="plugins")
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-ConfigFiles = Annotated[
-    list[Path] | None, typer.Argument(help="Deployment config files, merged in order.")
-]
-ExtraConfigs = Annotated[
-    list[Path] | None,
-    typer.Option("-c", "--config", help="More config files, merged after the positional ones."),
-]
-Overrides = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override one value, e.g. --set strategy.params.fast=20."),
-]
 OutDir = Annotated[Path | None, typer.Option("--out", help="Folder for the output files.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print metrics.json on stdout.")]
 StoreUrl = Annotated[

@@ -8,13 +8,13 @@ prints one ``error: ...`` line and exits with its code — 2 for a config the ch
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from tradeloom.cli.options import ConfigFiles, ExtraConfigs, Overrides
 from tradeloom.errors import ConfigError, RunError
 
 if TYPE_CHECKING:
@@ -22,26 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["parity_command"]
 
-FilesArg = Annotated[
-    list[Path] | None,
-    typer.Argument(help="Deployment config files, merged in order.", show_default=False),
-]
-ConfigOpt = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "-c", "--config", help="More config files, merged after the positional ones.",
-        show_default=False,
-    ),
-]  # fmt: skip
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        metavar="PATH=VALUE",
-        help="Override one value, e.g. --set strategy.params.fast=20.",
-        show_default=False,
-    ),
-]
 RtolOpt = Annotated[
     float, typer.Option("--rtol", help="Relative tolerance for prices, PnL and fees.")
 ]
@@ -49,9 +29,9 @@ ShowOpt = Annotated[int, typer.Option("--show", help="How many differences to li
 
 
 def parity_command(
-    files: FilesArg = None,
-    config: ConfigOpt = None,
-    overrides: SetOpt = None,
+    files: ConfigFiles = None,
+    config: ExtraConfigs = None,
+    overrides: Overrides = None,
     rtol: RtolOpt = 1e-9,
     show: ShowOpt = 20,
 ) -> None:

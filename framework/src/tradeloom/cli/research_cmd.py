@@ -9,24 +9,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
+from tradeloom.cli.options import ConfigFiles, ExtraConfigs, Overrides, task_progress
 from tradeloom.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -41,17 +33,6 @@ __all__ = ["optimize_command", "studies_command", "walkforward_command"]
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-Files = Annotated[
-    list[Path] | None, typer.Argument(help="Deployment config files, merged in order.")
-]
-Configs = Annotated[
-    list[Path] | None,
-    typer.Option("-c", "--config", help="More config files, merged after the positional ones."),
-]
-Overrides = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override one config value, e.g. --set run.start=2005-01-01."),
-]
 Space = Annotated[
     Path | None, typer.Option("--space", help="The search space (TOML; see docs/optimize.md).")
 ]
@@ -165,36 +146,9 @@ def _store(url: str | None, resolved: ResolvedDeployment, journal: bool) -> Iter
         store.close()
 
 
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """Bars with ETA, one per task (``trials``, ``folds``, ``fold K``), on stderr."""
-    if not enabled:
-        yield None
-        return
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err, transient=True) as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def update(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done, total=total)
-            if name.startswith("fold ") and done >= total:
-                bar.remove_task(tasks.pop(name))
-
-        yield update
-
-
 def optimize_command(
-    files: Files = None,
-    config: Configs = None,
+    files: ConfigFiles = None,
+    config: ExtraConfigs = None,
     overrides: Overrides = None,
     space: Space = None,
     study: Study = None,
@@ -230,7 +184,8 @@ def optimize_command(
     target = (
         out_dir or Path("tradeloom-out") / "optimize" / (files or config or [Path("x")])[-1].stem
     )
-    with _store(store, resolved, not no_journal) as db, _progress(not as_json) as progress:
+    bars = task_progress(err, enabled=not as_json, eta=True, drop_finished=["fold "])
+    with _store(store, resolved, not no_journal) as db, bars as progress:
         result = optimize(
             resolved, search, store=db, study=study, executor=executor, workers=workers,
             scheduler=scheduler, engine=engine, fresh=fresh,
@@ -340,8 +295,8 @@ def _print_optimize(result: OptimizeResult, written: dict[str, Path]) -> None:
 
 
 def walkforward_command(
-    files: Files = None,
-    config: Configs = None,
+    files: ConfigFiles = None,
+    config: ExtraConfigs = None,
     overrides: Overrides = None,
     space: Space = None,
     train: Annotated[
@@ -409,7 +364,8 @@ def walkforward_command(
     target = (
         out_dir or Path("tradeloom-out") / "walkforward" / (files or config or [Path("x")])[-1].stem
     )
-    with _store(store, resolved, not no_journal) as db, _progress(not as_json) as progress:
+    bars = task_progress(err, enabled=not as_json, eta=True, drop_finished=["fold "])
+    with _store(store, resolved, not no_journal) as db, bars as progress:
         result = walk_forward(
             resolved, search, wf_settings, store=db, name=study, executor=executor,
             workers=workers, scheduler=scheduler, engine=engine, fresh=fresh, progress=progress,

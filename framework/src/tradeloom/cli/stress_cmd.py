@@ -9,23 +9,14 @@ option).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
+from tradeloom.cli.options import ConfigFiles, ExtraConfigs, Overrides, task_progress
 from tradeloom.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -33,26 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["stress_command"]
 
-FilesArg = Annotated[
-    list[Path] | None,
-    typer.Argument(help="Deployment config files, merged in order.", show_default=False),
-]
-ConfigOpt = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "-c", "--config", help="More config files, merged after the positional ones.",
-        show_default=False,
-    ),
-]  # fmt: skip
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        metavar="PATH=VALUE",
-        help="Override one value, e.g. --set strategy.params.fast=20.",
-        show_default=False,
-    ),
-]
 ScenarioOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -93,9 +64,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print stress.json on stdo
 
 
 def stress_command(
-    files: FilesArg = None,
-    config: ConfigOpt = None,
-    overrides: SetOpt = None,
+    files: ConfigFiles = None,
+    config: ExtraConfigs = None,
+    overrides: Overrides = None,
     scenario: ScenarioOpt = None,
     scenarios_file: ScenariosFileOpt = None,
     paths: PathsOpt = None,
@@ -125,7 +96,7 @@ def stress_command(
     err = Console(stderr=True, highlight=False)
     units = {"baseline": "bars"}
     units.update({n: "paths" if s.type in MONTE_CARLO else "bars" for n, s in chosen.items()})
-    with _progress(err, units, enabled=not as_json) as progress:
+    with task_progress(err, enabled=not as_json, units=units) as progress:
         report = run_stress(resolved, chosen, seed=seed, n_paths=paths, progress=progress)
     written = write_stress_outputs(report, out_dir)
     if as_json:
@@ -135,33 +106,6 @@ def stress_command(
     print_report(report, out)
     out.print(f"Wrote {', '.join(written)} to [bold]{out_dir}[/bold]")
     out.print(f"Report: [bold]{written['stress.html'].resolve()}[/bold]")
-
-
-@contextmanager
-def _progress(
-    console: Console, units: dict[str, str], *, enabled: bool
-) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A rich progress bar per task (the baseline, then each scenario), on stderr; ``units``
-    says what each task counts."""
-    if not enabled:
-        yield None
-        return
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[unit]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def update(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total, unit=units.get(name, ""))
-            bar.update(tasks[name], completed=done, total=total)
-
-        yield update
 
 
 def print_report(report: StressReport, console: Console) -> None:

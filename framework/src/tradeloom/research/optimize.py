@@ -16,6 +16,7 @@ Sharpe ratios, and the Probability of Backtest Overfitting of the whole search b
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import math
@@ -48,7 +49,7 @@ Progress = Callable[[int, int], None]
 
 
 # --- proposals ----------------------------------------------------------------------------------
-class _Proposer:
+class _Proposer(abc.ABC):
     """Turns the study's history into the next batch of params."""
 
     def __init__(self, space: SearchSpace, target: int) -> None:
@@ -62,12 +63,13 @@ class _Proposer:
     def claim_size(self) -> int:
         return self.settings.batch
 
+    @abc.abstractmethod
     def propose(
         self, history: list[TrialRecord], start: int
     ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        raise NotImplementedError
+        """``(params, sampler attributes)`` of the trials numbered from ``start``."""
 
-    def tell(self, record: TrialRecord) -> None:
+    def tell(self, record: TrialRecord) -> None:  # noqa: B027 (samplers without memory)
         """A trial's result is known (``record`` complete or failed)."""
 
 
