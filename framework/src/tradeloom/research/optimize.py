@@ -565,13 +565,14 @@ def optimize(
         )  # fmt: skip
         proposer = _proposer(space)
         total = proposer.target
-        done = sum(1 for t in studies.trials(name) if t.state != RUNNING)
+        stored = [t for t in studies.trials(name) if t.state != RUNNING]  # one read
+        done = len(stored)
         if progress:
             progress(done, total)
         pool = executors.make(executor, evaluator, workers=workers, scheduler=scheduler)
         token = uuid.uuid4().hex[:8]
         evaluated = 0
-        seen = {_key(t.params): t for t in studies.trials(name) if t.state != RUNNING}
+        seen = {_key(t.params): t for t in reversed(stored)}  # the first of each
         try:
             while True:
                 claimed = studies.claim(name, proposer.propose, token=token)
@@ -588,7 +589,6 @@ def optimize(
                 finished = [_finish(t, outcomes[t.number], space) for t in claimed]
                 for t in finished:
                     seen.setdefault(_key(t.params), t)
-                for t in finished:
                     proposer.tell(t)
                 studies.finish(name, finished)
                 done += len(finished)
